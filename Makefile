@@ -1,0 +1,39 @@
+# Watcher — the two commands: `make run` (start the service) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint format migrate bench stack clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start Watcher on 127.0.0.1:8000 (embedded PostgreSQL unless WATCHER_DATABASE_URL is set).
+run: install
+	$(BIN)/watcher serve
+
+## Lint, format check and the whole test suite against a real (embedded) PostgreSQL.
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: install
+	$(BIN)/watcher migrate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
