@@ -1,0 +1,403 @@
+"""`AsyncWatcherClient`: `WatcherClient`'s twin on `httpx.AsyncClient`; keep the two in step."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Unpack, cast
+from uuid import uuid4
+
+import httpx
+
+from watcher.client import _http
+from watcher.client._models import (
+    JSON,
+    Address,
+    AddressType,
+    AnomalyRule,
+    AnomalyRuleFields,
+    Created,
+    Execution,
+    Heartbeat,
+    LineageCreated,
+    Pipeline,
+    PipelineFields,
+    PipelineSync,
+    PipelineType,
+    PipelineUpdate,
+    RuleFields,
+    StoredAddress,
+    Watermark,
+)
+from watcher.client._track import AsyncTrack, Spec
+
+logger = logging.getLogger("watcher.client")
+
+
+class AsyncWatcherClient:
+    """An asyncio Watcher client. Route methods raise `WatcherError`; `track()` fails open.
+
+    `base_url` defaults to `WATCHER_URL`, then http://127.0.0.1:8000; `token` to
+    `WATCHER_TOKEN`. Every request is retried on connection errors, timeouts, 429 and 5xx;
+    every route is idempotent on the server (a start carries a run_id), so a retry never
+    records anything twice.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: _http.RetryPolicy | None = None,
+        strict: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        env: Mapping[str, str] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = _http.Settings.resolve(
+            base_url, token, timeout, os.environ if env is None else env
+        )
+        self.retry = retry or _http.RetryPolicy()
+        self.strict = strict
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.settings.base_url,
+            headers=self.settings.headers(),
+            timeout=self.settings.timeout,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncWatcherClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        retry: bool = True,
+    ) -> Any:
+        """Send one request, retrying per `self.retry`; return the decoded JSON (None for 204)."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(method, path, body, params)
+                if response.is_success:
+                    return _http.decode(response)
+                error = _http.response_error(response)
+            except httpx.TransportError as exc:
+                error = _http.transport_error(exc)
+            delay = self.retry.delay(attempt, error) if retry else None
+            if delay is None:
+                raise error
+            logger.debug("retrying %s %s in %.2fs after: %s", method, path, delay, error)
+            await self._sleep(delay)
+            attempt += 1
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+    ) -> httpx.Response:
+        content = None if body is None else _http.encode(body)
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        query = None if params is None else _http.compact(**params)
+        return await self._http.request(
+            method, path, content=content, params=query, headers=headers
+        )
+
+    async def _once(self, method: str, path: str) -> httpx.Response:
+        try:
+            return await self._send(method, path, None, None)
+        except httpx.TransportError as exc:
+            raise _http.transport_error(exc) from exc
+
+    # -- tracking --------------------------------------------------------------------------
+
+    def track(
+        self,
+        name: str,
+        pipeline_type_name: str,
+        *,
+        next_watermark: Watermark | None = None,
+        sources: Sequence[Address] = (),
+        targets: Sequence[Address] = (),
+        strict: bool | None = None,
+        **config: Unpack[PipelineFields],
+    ) -> AsyncTrack:
+        """Record a run of pipeline `name`: a context manager and a decorator (see README)."""
+        spec = Spec(
+            name=name,
+            pipeline_type_name=pipeline_type_name,
+            next_watermark=next_watermark,
+            sources=sources,
+            targets=targets,
+            strict=self.strict if strict is None else strict,
+            config=dict(config),
+        )
+        return AsyncTrack(self, spec)
+
+    # -- service ---------------------------------------------------------------------------
+
+    async def heartbeat(self) -> Heartbeat:
+        return cast(Heartbeat, await self.request("GET", "/"))
+
+    async def health(self) -> JSON:
+        """Readiness as the server reports it; a 503 (not ready) is returned, not raised."""
+        response = await self._once("GET", "/health")
+        if response.status_code not in (200, 503):
+            raise _http.response_error(response)
+        return cast(JSON, _http.decode(response))
+
+    async def metrics(self) -> str:
+        """The Prometheus exposition text."""
+        response = await self._once("GET", "/metrics")
+        if not response.is_success:
+            raise _http.response_error(response)
+        return response.text
+
+    # -- pipeline types --------------------------------------------------------------------
+
+    async def create_pipeline_type(self, name: str, **fields: Unpack[RuleFields]) -> PipelineType:
+        """Create-or-get by name (case-insensitive)."""
+        return cast(
+            PipelineType,
+            await self.request("POST", "/pipeline_type", body={"name": name, **fields}),
+        )
+
+    async def list_pipeline_types(
+        self, limit: int | None = None, offset: int | None = None
+    ) -> list[PipelineType]:
+        return cast(
+            list[PipelineType],
+            await self.request("GET", "/pipeline_type", params={"limit": limit, "offset": offset}),
+        )
+
+    async def get_pipeline_type(self, pipeline_type_id: int) -> PipelineType:
+        return cast(PipelineType, await self.request("GET", f"/pipeline_type/{pipeline_type_id}"))
+
+    async def update_pipeline_type(
+        self, id_or_name: int | str, **fields: Unpack[RuleFields]
+    ) -> PipelineType:
+        return cast(
+            PipelineType,
+            await self.request("PATCH", "/pipeline_type", body={**_key(id_or_name), **fields}),
+        )
+
+    # -- pipelines -------------------------------------------------------------------------
+
+    async def create_pipeline(
+        self, name: str, pipeline_type_name: str, **fields: Unpack[PipelineFields]
+    ) -> PipelineSync:
+        """Create-or-get by name; updates changed config. `watermark` is the one to start from."""
+        body = _http.pipeline_body(name, pipeline_type_name, dict(fields))
+        return cast(PipelineSync, await self.request("POST", "/pipeline", body=body))
+
+    async def list_pipelines(
+        self, limit: int | None = None, offset: int | None = None
+    ) -> list[Pipeline]:
+        return cast(
+            list[Pipeline],
+            await self.request("GET", "/pipeline", params={"limit": limit, "offset": offset}),
+        )
+
+    async def get_pipeline(self, pipeline_id: int) -> Pipeline:
+        return cast(Pipeline, await self.request("GET", f"/pipeline/{pipeline_id}"))
+
+    async def update_pipeline(
+        self, id_or_name: int | str, **fields: Unpack[PipelineUpdate]
+    ) -> Pipeline:
+        body = _http.watermarks_as_text({**_key(id_or_name), **fields})
+        return cast(Pipeline, await self.request("PATCH", "/pipeline", body=body))
+
+    # -- executions ------------------------------------------------------------------------
+
+    async def start_execution(
+        self,
+        pipeline_id: int | None = None,
+        *,
+        pipeline_name: str | None = None,
+        start_date: datetime | None = None,
+        parent_id: int | None = None,
+        watermark: Watermark | None = None,
+        next_watermark: Watermark | None = None,
+        run_id: str | None = None,
+    ) -> Created:
+        """Start an execution. A run_id (a fresh uuid4 unless given) makes retries safe."""
+        body = _http.start_body(
+            pipeline_id,
+            pipeline_name,
+            start_date,
+            parent_id,
+            watermark,
+            next_watermark,
+            run_id or str(uuid4()),
+        )
+        return cast(Created, await self.request("POST", "/start_pipeline_execution", body=body))
+
+    async def end_execution(
+        self,
+        execution_id: int,
+        *,
+        completed_successfully: bool = True,
+        end_date: datetime | None = None,
+        inserts: int | None = None,
+        updates: int | None = None,
+        soft_deletes: int | None = None,
+        total_rows: int | None = None,
+        execution_metadata: JSON | None = None,
+    ) -> None:
+        """End an execution; sending the same values again is a no-op on the server."""
+        body = _http.compact(
+            id=execution_id,
+            completed_successfully=completed_successfully,
+            end_date=end_date,
+            inserts=inserts,
+            updates=updates,
+            soft_deletes=soft_deletes,
+            total_rows=total_rows,
+            execution_metadata=execution_metadata,
+        )
+        await self.request("POST", "/end_pipeline_execution", body=body)
+
+    async def get_execution(self, execution_id: int) -> Execution:
+        return cast(Execution, await self.request("GET", f"/pipeline_execution/{execution_id}"))
+
+    # -- addresses and lineage -------------------------------------------------------------
+
+    async def create_address_type(self, name: str, group_name: str) -> AddressType:
+        return cast(
+            AddressType,
+            await self.request(
+                "POST", "/address_type", body={"name": name, "group_name": group_name}
+            ),
+        )
+
+    async def list_address_types(
+        self, limit: int | None = None, offset: int | None = None
+    ) -> list[AddressType]:
+        return cast(
+            list[AddressType],
+            await self.request("GET", "/address_type", params={"limit": limit, "offset": offset}),
+        )
+
+    async def get_address_type(self, address_type_id: int) -> AddressType:
+        return cast(AddressType, await self.request("GET", f"/address_type/{address_type_id}"))
+
+    async def update_address_type(self, id_or_name: int | str, **fields: Any) -> AddressType:
+        return cast(
+            AddressType,
+            await self.request("PATCH", "/address_type", body={**_key(id_or_name), **fields}),
+        )
+
+    async def create_address(self, address: Address) -> StoredAddress:
+        return cast(StoredAddress, await self.request("POST", "/address", body=address))
+
+    async def list_addresses(
+        self, limit: int | None = None, offset: int | None = None
+    ) -> list[StoredAddress]:
+        return cast(
+            list[StoredAddress],
+            await self.request("GET", "/address", params={"limit": limit, "offset": offset}),
+        )
+
+    async def get_address(self, address_id: int) -> StoredAddress:
+        return cast(StoredAddress, await self.request("GET", f"/address/{address_id}"))
+
+    async def update_address(self, id_or_name: int | str, **fields: Any) -> StoredAddress:
+        return cast(
+            StoredAddress,
+            await self.request("PATCH", "/address", body={**_key(id_or_name), **fields}),
+        )
+
+    async def create_lineage(
+        self, pipeline_id: int, sources: Sequence[Address], targets: Sequence[Address]
+    ) -> LineageCreated:
+        """Replace the pipeline's edges with sources x targets (no-op once load_lineage is off)."""
+        body = {
+            "pipeline_id": pipeline_id,
+            "source_addresses": list(sources),
+            "target_addresses": list(targets),
+        }
+        return cast(LineageCreated, await self.request("POST", "/address_lineage", body=body))
+
+    async def get_lineage(self, address_id: int, depth: int | None = None) -> JSON:
+        return cast(
+            JSON,
+            await self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
+        )
+
+    # -- anomaly detection -----------------------------------------------------------------
+
+    async def create_anomaly_rule(
+        self, pipeline_id: int, metric_field: str, **fields: Unpack[AnomalyRuleFields]
+    ) -> AnomalyRule:
+        body = {"pipeline_id": pipeline_id, "metric_field": metric_field, **fields}
+        return cast(AnomalyRule, await self.request("POST", "/anomaly_detection_rule", body=body))
+
+    async def list_anomaly_rules(
+        self, limit: int | None = None, offset: int | None = None
+    ) -> list[AnomalyRule]:
+        return cast(
+            list[AnomalyRule],
+            await self.request(
+                "GET", "/anomaly_detection_rule", params={"limit": limit, "offset": offset}
+            ),
+        )
+
+    async def get_anomaly_rule(self, rule_id: int) -> AnomalyRule:
+        return cast(AnomalyRule, await self.request("GET", f"/anomaly_detection_rule/{rule_id}"))
+
+    async def update_anomaly_rule(
+        self, rule_id: int, **fields: Unpack[AnomalyRuleFields]
+    ) -> AnomalyRule:
+        return cast(
+            AnomalyRule,
+            await self.request("PATCH", "/anomaly_detection_rule", body={"id": rule_id, **fields}),
+        )
+
+    async def detect_anomalies(self, pipeline_id: int) -> Any:
+        return await self.request("POST", f"/anomaly_detection/detect/{pipeline_id}")
+
+    async def unflag_anomaly(self, pipeline_execution_id: int, metric_fields: Sequence[str]) -> Any:
+        body = {"pipeline_execution_id": pipeline_execution_id, "metric_field": list(metric_fields)}
+        return await self.request("POST", "/unflag_anomaly", body=body)
+
+    # -- checks and maintenance ------------------------------------------------------------
+
+    async def check_timeliness(self, lookback_minutes: int = 60) -> JSON:
+        return cast(
+            JSON,
+            await self.request("POST", "/timeliness", body={"lookback_minutes": lookback_minutes}),
+        )
+
+    async def check_freshness(self) -> JSON:
+        return cast(JSON, await self.request("POST", "/freshness", body={}))
+
+    async def cleanup_logs(self, retention_days: int, batch_size: int | None = None) -> JSON:
+        body = _http.compact(retention_days=retention_days, batch_size=batch_size)
+        return cast(JSON, await self.request("POST", "/log_cleanup", body=body))
+
+
+def _key(id_or_name: int | str) -> dict[str, int | str]:
+    return {"id": id_or_name} if isinstance(id_or_name, int) else {"name": id_or_name}

@@ -1,0 +1,157 @@
+"""Shapes the client sends and receives. Plain dicts at runtime, typed for the reader.
+
+Response shapes are `total=False`: the server may add fields, and a client that is older
+than the server must keep working.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, NotRequired, TypedDict
+
+# Stored as text by Watcher: ints and dates are sent as their text form (ISO 8601 for dates).
+Watermark = str | int | date | datetime
+JSON = dict[str, Any]
+
+
+class Address(TypedDict):
+    """A source or target of lineage; a `database` group name `db.schema.table` fills the parts."""
+
+    name: str
+    address_type_name: str
+    address_type_group_name: str
+    database_name: NotRequired[str | None]
+    schema_name: NotRequired[str | None]
+    table_name: NotRequired[str | None]
+    primary_key: NotRequired[str | None]
+    address_metadata: NotRequired[JSON | None]
+
+
+class RuleFields(TypedDict, total=False):
+    freshness_number: int | None
+    freshness_datepart: str | None
+    timeliness_number: int | None
+    timeliness_datepart: str | None
+    mute_freshness_check: bool
+    mute_timeliness_check: bool
+
+
+class PipelineFields(RuleFields, total=False):
+    next_watermark: Watermark | None
+    pipeline_metadata: JSON | None
+    schedule: str | None
+    schedule_timezone: str | None
+    schedule_grace_seconds: int | None
+
+
+class PipelineUpdate(PipelineFields, total=False):
+    watermark: Watermark | None
+    active: bool
+    load_lineage: bool
+
+
+class AnomalyRuleFields(TypedDict, total=False):
+    z_threshold: float
+    lookback_days: int
+    minimum_executions: int
+    active: bool
+
+
+class Heartbeat(TypedDict):
+    status: str
+
+
+class Created(TypedDict):
+    id: int
+
+
+class PipelineSync(TypedDict):
+    """`POST /pipeline`: `watermark` is the stored watermark this run should start from."""
+
+    id: int
+    active: bool
+    load_lineage: bool
+    watermark: str | None
+
+
+class PipelineType(TypedDict, total=False):
+    id: int
+    name: str
+    freshness_number: int | None
+    freshness_datepart: str | None
+    timeliness_number: int | None
+    timeliness_datepart: str | None
+    mute_freshness_check: bool
+    mute_timeliness_check: bool
+
+
+class Pipeline(PipelineType, total=False):
+    pipeline_type_id: int
+    pipeline_type_name: str
+    watermark: str | None
+    next_watermark: str | None
+    pipeline_metadata: JSON | None
+    last_target_insert: str | None
+    last_target_update: str | None
+    last_target_soft_delete: str | None
+    load_lineage: bool
+    active: bool
+    schedule: str | None
+    schedule_timezone: str | None
+    schedule_grace_seconds: int | None
+    created_at: str
+    updated_at: str
+
+
+class Execution(TypedDict, total=False):
+    id: int
+    pipeline_id: int
+    parent_id: int | None
+    run_id: str | None
+    start_date: str
+    end_date: str | None
+    duration_seconds: float | None
+    completed_successfully: bool | None
+    inserts: int | None
+    updates: int | None
+    soft_deletes: int | None
+    total_rows: int | None
+    throughput: float | None
+    watermark: str | None
+    next_watermark: str | None
+    execution_metadata: JSON | None
+    anomaly_flags: JSON | None
+    children: list[Execution]
+
+
+class LineageCreated(TypedDict):
+    pipeline_id: int
+    lineage_relationships_created: int
+    message: str
+
+
+class AddressType(TypedDict, total=False):
+    id: int
+    name: str
+    group_name: str
+
+
+class StoredAddress(TypedDict, total=False):
+    id: int
+    name: str
+    address_type_id: int
+    database_name: str | None
+    schema_name: str | None
+    table_name: str | None
+    primary_key: str | None
+    address_metadata: JSON | None
+
+
+class AnomalyRule(TypedDict, total=False):
+    id: int
+    pipeline_id: int
+    metric_field: str
+    z_threshold: float
+    lookback_days: int
+    minimum_executions: int
+    active: bool
