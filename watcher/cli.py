@@ -1,0 +1,101 @@
+"""The `watcher` command: serve, migrate (more commands register in `COMMANDS`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from watcher import __version__
+from watcher.config import Settings, load_settings
+
+log = logging.getLogger("watcher.cli")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def database_url(settings: Settings) -> tuple[str, object | None]:
+    """The URL to use, starting the embedded server when none is configured."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    from watcher.embedded import start_embedded
+
+    embedded = start_embedded(settings.data_dir)
+    print(f"watcher: embedded PostgreSQL, data directory {embedded.data_dir}", file=sys.stderr)
+    return embedded.url, embedded
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from watcher import migrate
+    from watcher.app import create_app
+    from watcher.logs import setup_logging
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = load_settings(**overrides)
+    setup_logging(settings.log_level, settings.log_json)
+    url, embedded = database_url(settings)
+    try:
+        migrate.upgrade(url)
+        app = create_app(settings, database_url=url)
+        print(f"watcher: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()  # type: ignore[attr-defined]
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from watcher import migrate
+
+    settings = load_settings()
+    url, embedded = database_url(settings)
+    try:
+        migrate.upgrade(url, args.revision)
+        print(f"watcher: database migrated to {args.revision}", file=sys.stderr)
+    finally:
+        if embedded is not None:
+            embedded.stop()  # type: ignore[attr-defined]
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="watcher", description="Watcher: pipeline observability.")
+    parser.add_argument("--version", action="version", version=f"watcher {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the HTTP service (embedded PostgreSQL by default)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1, WATCHER_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000, WATCHER_PORT)")
+    serve.set_defaults(func=cmd_serve)
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
+    mig.set_defaults(func=cmd_migrate)
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Functions `register(subparsers)` adding further commands (checks, listings, tokens…).
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,105 @@
+"""Row operations shared by the named entities (types, pipelines, addresses, rules).
+
+Each is one statement; the caller's transaction commits. Rows come back as plain dicts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from watcher.errors import InvalidInput, NotFound
+from watcher.fields import Body, Id, Name
+
+
+class Page(Body):
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=2**31)
+
+
+class ByIdOrName(Body):
+    """PATCH bodies name their row by `id` or by `name` (one of them)."""
+
+    id: Id | None = None
+    name: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ByIdOrName:
+        if self.id is None and self.name is None:
+            raise ValueError("give id or name")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the caller set, except the key(s)."""
+        return {k: getattr(self, k) for k in self.model_fields_set - {"id", "name"}}
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+async def get_by_id(conn: AsyncConnection, table: Table, id_: int, what: str) -> dict[str, Any]:
+    row = (await conn.execute(select(table).where(table.c.id == id_))).first()
+    if row is None:
+        raise NotFound(f"{what} {id_} not found")
+    return row_dict(row)
+
+
+async def list_rows(conn: AsyncConnection, table: Table, page: Page) -> list[dict[str, Any]]:
+    query = select(table).order_by(table.c.id).limit(page.limit).offset(page.offset)
+    return [row_dict(r) for r in await conn.execute(query)]
+
+
+async def create_or_get(
+    conn: AsyncConnection, table: Table, values: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Insert by unique name, or return the existing row. (row, created)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    statement = pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=["name"])
+    row = (await conn.execute(statement.returning(table))).first()
+    if row is not None:
+        return row_dict(row), True
+    row = (await conn.execute(select(table).where(table.c.name == values["name"]))).first()
+    if row is None:  # deleted between the two statements: vanishingly rare, but honest
+        row = (await conn.execute(insert(table).values(**values).returning(table))).one()
+        return row_dict(row), True
+    return row_dict(row), False
+
+
+async def patch(
+    conn: AsyncConnection,
+    table: Table,
+    key: ByIdOrName,
+    changes: dict[str, Any],
+    now: datetime,
+    what: str,
+) -> dict[str, Any]:
+    where = table.c.id == key.id if key.id is not None else table.c.name == key.name
+    if "updated_at" in table.c:
+        changes = {**changes, "updated_at": now}
+    if not changes:
+        row = (await conn.execute(select(table).where(where))).first()
+    else:
+        row = (
+            await conn.execute(update(table).where(where).values(**changes).returning(table))
+        ).first()
+    if row is None:
+        label = key.id if key.id is not None else repr(key.name)
+        raise NotFound(f"{what} {label} not found")
+    return row_dict(row)
+
+
+async def id_by_name(conn: AsyncConnection, table: Table, name: str, loc: list[str | int]) -> int:
+    found = (await conn.execute(select(table.c.id).where(table.c.name == name))).scalar()
+    if found is None:
+        raise InvalidInput.field(loc, f"{name!r} does not exist")
+    return int(found)
+
+
+async def count(conn: AsyncConnection, table: Table) -> int:
+    return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())

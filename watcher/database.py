@@ -1,0 +1,96 @@
+"""The database engine, and how its failures look to the rest of Watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from watcher.config import Settings
+from watcher.errors import Unavailable
+
+
+def async_url(url: str) -> str:
+    """`postgresql://…` → `postgresql+asyncpg://…` (any driver suffix is replaced)."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "command_timeout": settings.db_statement_timeout_ms / 1000 + 5,
+            "server_settings": {
+                "application_name": "watcher",
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "idle_in_transaction_session_timeout": "60000",
+            },
+        },
+    )
+
+
+_OUTAGE_SQLSTATES = {
+    "57P01",  # admin_shutdown
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now (starting up / shutting down)
+    "53300",  # too_many_connections
+    "08000",
+    "08003",
+    "08006",
+    "08001",
+    "08004",
+}
+
+
+def is_outage(error: BaseException) -> bool:
+    """True when `error` means "the database is unreachable", as opposed to a bad statement."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sa_exc.TimeoutError):  # pool exhausted for pool_timeout
+            return True
+        if isinstance(
+            current,
+            asyncpg.exceptions.ConnectionDoesNotExistError
+            | asyncpg.exceptions.CannotConnectNowError
+            | asyncpg.exceptions.TooManyConnectionsError
+            | asyncpg.exceptions.InterfaceError
+            | ConnectionError
+            | socket.gaierror
+            | TimeoutError
+            | asyncio.TimeoutError,
+        ):
+            return True
+        if isinstance(current, OSError):
+            return True
+        if getattr(current, "sqlstate", None) in _OUTAGE_SQLSTATES:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction, committed on success; an outage surfaces as `Unavailable`."""
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except Exception as error:
+        if is_outage(error):
+            raise Unavailable("database unavailable, retry later") from error
+        raise

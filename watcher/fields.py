@@ -1,0 +1,144 @@
+"""Field types shared by request bodies: names, dateparts, counts, timestamps, metadata.
+
+Bounds here match the schema, so nothing reaches PostgreSQL that it would refuse.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import orjson
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from watcher.schema import ANOMALY_METRICS, DATEPARTS
+
+MAX_BIGINT = 2**63 - 1
+MAX_INT = 2**31 - 1
+MAX_METADATA_BYTES = 65_536
+MAX_METADATA_DEPTH = 16
+
+
+def _normalise_name(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _normalise_lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _assume_utc(value: datetime) -> datetime:
+    """Timestamps without a zone are taken as UTC (documented)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _watermark(value: Any) -> Any:
+    """Watermarks are stored as text: str, int, float, date or datetime are accepted."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("must be a string, number, date or datetime")
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise ValueError("must be a string, number, date or datetime")
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise ValueError(f"must be nested at most {MAX_METADATA_DEPTH} levels")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    BeforeValidator(_normalise_name),
+    Field(min_length=1, max_length=150),
+    AfterValidator(_no_nul),
+]
+Text = Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)]
+Datepart = Annotated[
+    str, BeforeValidator(_normalise_lower), Field(json_schema_extra={"enum": list(DATEPARTS)})
+]
+MetricField = Annotated[
+    str, BeforeValidator(_normalise_lower), Field(json_schema_extra={"enum": list(ANOMALY_METRICS)})
+]
+Count = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
+Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+RuleNumber = Annotated[int, Field(gt=0, le=MAX_INT)]
+Timestamp = Annotated[datetime, AfterValidator(_assume_utc)]
+Watermark = Annotated[
+    str | None,
+    BeforeValidator(_watermark),
+    Field(max_length=1000),
+    AfterValidator(lambda v: _no_nul(v) if v is not None else v),
+]
+Metadata = Annotated[dict[str, Any] | None, AfterValidator(_metadata)]
+
+
+def check_datepart(value: str | None, loc: str) -> None:
+    if value is not None and value not in DATEPARTS:
+        raise ValueError(f"{loc} must be one of {', '.join(DATEPARTS)}")
+
+
+class Body(BaseModel):
+    """Request bodies: unknown fields are ignored (the original's examples send some)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class RuleFields(Body):
+    """Freshness/timeliness rules, mutes and schedule, shared by pipelines and their types."""
+
+    freshness_number: RuleNumber | None = None
+    freshness_datepart: Datepart | None = None
+    mute_freshness_check: bool | None = None
+    timeliness_number: RuleNumber | None = None
+    timeliness_datepart: Datepart | None = None
+    mute_timeliness_check: bool | None = None
+    schedule: Annotated[str, Field(max_length=200)] | None = None
+    schedule_timezone: Annotated[str, Field(max_length=64)] | None = None
+    schedule_grace_seconds: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> RuleFields:
+        for rule in ("freshness", "timeliness"):
+            number = f"{rule}_number"
+            datepart = f"{rule}_datepart"
+            check_datepart(getattr(self, datepart), datepart)
+            given = {number, datepart} & self.model_fields_set
+            if len(given) == 1 or (getattr(self, number) is None) != (
+                getattr(self, datepart) is None
+            ):
+                raise ValueError(f"{number} and {datepart} must be given together")
+        if self.schedule is not None:
+            _check_schedule(self.schedule, self.schedule_timezone)
+        return self
+
+
+def _check_schedule(schedule: str, timezone: str | None) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(schedule, timezone=timezone or "UTC")
+    except (ValueError, LookupError) as error:
+        raise ValueError(f"schedule/schedule_timezone invalid: {error}") from None

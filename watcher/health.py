@@ -1,0 +1,49 @@
+"""Liveness (`/`) and readiness (`/health`): is the database reachable, is the scheduler up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import text
+from starlette.requests import Request
+
+from watcher import __version__
+from watcher.routing import Reply, Router
+from watcher.services import services_of
+
+router = Router("health")
+
+
+@router.get("/", scope="public")
+async def heartbeat(request: Request) -> dict[str, str]:
+    """Heartbeat."""
+    return {"status": "ok"}
+
+
+@router.get("/health", scope="public", responses={503: "not ready"})
+async def health(request: Request) -> Reply:
+    """Readiness: database reachable and scheduler state; 503 when not ready."""
+    services = services_of(request)
+    database: dict[str, Any] = {"status": "ok"}
+    try:
+        async with asyncio.timeout(services.settings.db_connect_timeout_seconds):
+            async with services.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception as error:
+        database = {"status": "unavailable", "error": type(error).__name__}
+    scheduler = services.scheduler
+    ready = database["status"] == "ok"
+    body = {
+        "status": "ok" if ready else "unavailable",
+        "version": __version__,
+        "database": database,
+        "scheduler": {
+            "enabled": scheduler.enabled,
+            "running": scheduler.running,
+            "is_leader": scheduler.is_leader,
+            "jobs": sorted(scheduler.jobs),
+        },
+    }
+    headers_status = 200 if ready else 503
+    return Reply(body, headers_status)

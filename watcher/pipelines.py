@@ -1,0 +1,163 @@
+"""Pipelines: create-or-get with watermark semantics, listing, reading, patching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+
+from watcher import crud
+from watcher.database import transaction
+from watcher.errors import NotFound
+from watcher.fields import Metadata, Name, RuleFields, Watermark
+from watcher.routing import Reply, Router, path_id
+from watcher.schema import ANOMALY_METRICS, pipeline, pipeline_type
+from watcher.services import services_of
+
+router = Router("pipelines")
+
+RULE_COLUMNS = tuple(RuleFields.model_fields)
+
+
+class PipelineCreate(RuleFields):
+    name: Name
+    pipeline_type_name: Name
+    next_watermark: Watermark = None
+    pipeline_metadata: Metadata = None
+
+
+class PipelinePatch(crud.ByIdOrName, RuleFields):
+    pipeline_type_name: Name | None = None
+    watermark: Watermark = None
+    next_watermark: Watermark = None
+    pipeline_metadata: Metadata = None
+    active: bool | None = None
+    load_lineage: bool | None = None
+
+
+def _sql_type(column: str) -> str:
+    return str(pipeline.c[column].type.compile(dialect=postgresql.dialect()))
+
+
+def upsert_sql(columns: list[str]) -> str:
+    """One statement: make sure the type exists, insert the pipeline or update what changed.
+
+    The update only happens when a given value differs (IS DISTINCT FROM, a stable comparison),
+    so an unchanged pipeline is not rewritten on every run; in that case no row is returned and
+    the caller reads the existing one.
+    """
+    cols = ", ".join(columns)
+    values = ", ".join(f"CAST(:{c} AS {_sql_type(c)})" for c in columns)
+    sets = ", ".join(f"{c} = excluded.{c}" for c in columns)
+    old = ", ".join(f"p.{c}" for c in ["pipeline_type_id", *columns])
+    new = ", ".join(f"excluded.{c}" for c in ["pipeline_type_id", *columns])
+    return f"""
+    WITH existing_type AS (SELECT id FROM pipeline_type WHERE name = :type_name),
+    new_type AS (
+        INSERT INTO pipeline_type (name) SELECT :type_name
+        WHERE NOT EXISTS (SELECT 1 FROM existing_type)
+        ON CONFLICT (name) DO NOTHING RETURNING id
+    ),
+    t AS (SELECT id FROM existing_type UNION ALL SELECT id FROM new_type)
+    INSERT INTO pipeline AS p (name, pipeline_type_id{", " + cols if cols else ""})
+    SELECT :name, t.id{", " + values if values else ""} FROM t
+    ON CONFLICT (name) DO UPDATE SET pipeline_type_id = excluded.pipeline_type_id,
+        {sets + "," if sets else ""} updated_at = CAST(:now AS timestamptz)
+    WHERE ({old}) IS DISTINCT FROM ({new})
+    RETURNING p.id, p.active, p.load_lineage, p.watermark, (p.xmax = 0) AS created
+    """
+
+
+async def create_or_get(
+    conn: AsyncConnection, body: PipelineCreate, now: Any, auto_rules: bool
+) -> tuple[dict[str, Any], bool]:
+    given = sorted(body.model_fields_set - {"name", "pipeline_type_name"})
+    params = {c: getattr(body, c) for c in given}
+    statement = text(upsert_sql(given))
+    if "pipeline_metadata" in given:
+        statement = statement.bindparams(bindparam("pipeline_metadata", type_=JSONB))
+    params |= {"name": body.name, "type_name": body.pipeline_type_name, "now": now}
+    for _ in range(2):  # a second try covers a type created concurrently by another request
+        row = (await conn.execute(statement, params)).first()
+        if row is not None:
+            result = crud.row_dict(row)
+            created = bool(result.pop("created"))
+            if created and auto_rules:
+                await create_default_rules(conn, result["id"])
+            return result, created
+        existing = (
+            await conn.execute(
+                select(
+                    pipeline.c.id, pipeline.c.active, pipeline.c.load_lineage, pipeline.c.watermark
+                ).where(pipeline.c.name == body.name)
+            )
+        ).first()
+        if existing is not None:
+            return crud.row_dict(existing), False
+    raise RuntimeError("pipeline create-or-get did not converge")
+
+
+async def create_default_rules(conn: AsyncConnection, pipeline_id: int) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO anomaly_detection_rule (pipeline_id, metric_field) "
+            "SELECT :pid, unnest(CAST(:metrics AS text[])) ON CONFLICT DO NOTHING"
+        ),
+        {"pid": pipeline_id, "metrics": list(ANOMALY_METRICS)},
+    )
+
+
+_DETAIL = select(pipeline, pipeline_type.c.name.label("pipeline_type_name")).join(
+    pipeline_type, pipeline_type.c.id == pipeline.c.pipeline_type_id
+)
+
+
+async def get(conn: AsyncConnection, pipeline_id: int) -> dict[str, Any]:
+    row = (await conn.execute(_DETAIL.where(pipeline.c.id == pipeline_id))).first()
+    if row is None:
+        raise NotFound(f"pipeline {pipeline_id} not found")
+    return crud.row_dict(row)
+
+
+@router.post("/pipeline", scope="ingest", body=PipelineCreate, status_code=201)
+async def create_pipeline(request: Request, body: PipelineCreate) -> Reply:
+    """Create a pipeline or get it by name, updating changed config; returns the watermark to start from."""
+    services = services_of(request)
+    auto = services.settings.auto_create_anomaly_detection_rules
+    async with transaction(services.engine) as conn:
+        row, created = await create_or_get(conn, body, services.clock.now(), auto)
+    return Reply(row, 201 if created else 200)
+
+
+@router.get("/pipeline", query=crud.Page)
+async def list_pipelines(request: Request, query: crud.Page) -> list[dict[str, Any]]:
+    """List pipelines (paged by limit/offset)."""
+    statement = _DETAIL.order_by(pipeline.c.id).limit(query.limit).offset(query.offset)
+    async with transaction(services_of(request).engine) as conn:
+        return [crud.row_dict(r) for r in await conn.execute(statement)]
+
+
+@router.get("/pipeline/{id:int}")
+async def get_pipeline(request: Request) -> dict[str, Any]:
+    """One pipeline with its type name."""
+    async with transaction(services_of(request).engine) as conn:
+        return await get(conn, path_id(request))
+
+
+@router.patch("/pipeline", body=PipelinePatch)
+async def patch_pipeline(request: Request, body: PipelinePatch) -> dict[str, Any]:
+    """Update a pipeline found by id or name: watermarks, active, load_lineage, rules, metadata."""
+    services = services_of(request)
+    changes = body.changes()
+    async with transaction(services.engine) as conn:
+        type_name = changes.pop("pipeline_type_name", None)
+        if type_name is not None:
+            changes["pipeline_type_id"] = await crud.id_by_name(
+                conn, pipeline_type, type_name, ["body", "pipeline_type_name"]
+            )
+        row = await crud.patch(conn, pipeline, body, changes, services.clock.now(), "pipeline")
+        return await get(conn, row["id"])

@@ -1,0 +1,450 @@
+"""The whole PostgreSQL schema of Watcher: one MetaData, every table, every constraint named.
+
+Alembic compares its migrations against this module (`alembic check` runs in the tests), so
+a change here without a migration fails the suite.
+
+Invariants kept by the database itself rather than by the code:
+- names of pipelines, pipeline types, addresses and address types are stored lowercased and
+  trimmed, and are unique (the API normalises them before they get here);
+- counts are >= 0, an execution ends after it starts and is never its own parent;
+- every execution has its depth-0 row in `pipeline_execution_closure`;
+- lineage edges are unique per (pipeline, source, target), and `address_lineage_closure`
+  holds the shortest distance between every pair of addresses connected by a path.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+DATEPARTS = ("minute", "hour", "day", "week", "month", "year")
+ANOMALY_METRICS = (
+    "duration_seconds",
+    "inserts",
+    "updates",
+    "soft_deletes",
+    "total_rows",
+    "throughput",
+)
+_DATEPART_SQL = ", ".join(f"'{d}'" for d in DATEPARTS)
+_METRIC_SQL = ", ".join(f"'{m}'" for m in ANOMALY_METRICS)
+
+
+def _id() -> Column[int]:
+    return Column("id", BigInteger, Identity(always=False), primary_key=True)
+
+
+def _created_at() -> Column:
+    return Column(
+        "created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
+    )
+
+
+def _updated_at() -> Column:
+    return Column(
+        "updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
+    )
+
+
+def _name_checks(table: str, column: str = "name") -> list[CheckConstraint]:
+    return [
+        CheckConstraint(f"{column} = lower(btrim({column}))", name=f"{column}_normalised"),
+        CheckConstraint(f"length({column}) between 1 and 150", name=f"{column}_length"),
+    ]
+
+
+def _rule_columns() -> list[Column | CheckConstraint]:
+    """Freshness/timeliness rules, mutes and the cron schedule: on a type and on a pipeline."""
+    return [
+        Column("freshness_number", Integer),
+        Column("freshness_datepart", Text),
+        Column("mute_freshness_check", Boolean, nullable=False, server_default=text("false")),
+        Column("timeliness_number", Integer),
+        Column("timeliness_datepart", Text),
+        Column("mute_timeliness_check", Boolean, nullable=False, server_default=text("false")),
+        Column("schedule", Text),
+        Column("schedule_timezone", Text),
+        Column("schedule_grace_seconds", Integer),
+        CheckConstraint(
+            f"freshness_datepart is null or freshness_datepart in ({_DATEPART_SQL})",
+            name="freshness_datepart_valid",
+        ),
+        CheckConstraint(
+            f"timeliness_datepart is null or timeliness_datepart in ({_DATEPART_SQL})",
+            name="timeliness_datepart_valid",
+        ),
+        CheckConstraint(
+            "(freshness_number is null) = (freshness_datepart is null)", name="freshness_pair"
+        ),
+        CheckConstraint(
+            "(timeliness_number is null) = (timeliness_datepart is null)", name="timeliness_pair"
+        ),
+        CheckConstraint("freshness_number is null or freshness_number > 0", name="freshness_pos"),
+        CheckConstraint(
+            "timeliness_number is null or timeliness_number > 0", name="timeliness_pos"
+        ),
+        CheckConstraint(
+            "schedule_grace_seconds is null or schedule_grace_seconds >= 0", name="grace_nonneg"
+        ),
+    ]
+
+
+pipeline_type = Table(
+    "pipeline_type",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("group_name", Text),
+    *_rule_columns(),
+    _created_at(),
+    _updated_at(),
+    *_name_checks("pipeline_type"),
+)
+
+pipeline = Table(
+    "pipeline",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column(
+        "pipeline_type_id",
+        BigInteger,
+        ForeignKey("pipeline_type.id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    Column("watermark", Text),
+    Column("next_watermark", Text),
+    Column("pipeline_metadata", JSONB),
+    Column("last_target_insert", DateTime(timezone=True)),
+    Column("last_target_update", DateTime(timezone=True)),
+    Column("last_target_soft_delete", DateTime(timezone=True)),
+    *_rule_columns(),
+    Column("load_lineage", Boolean, nullable=False, server_default=text("true")),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _created_at(),
+    _updated_at(),
+    *_name_checks("pipeline"),
+)
+
+_COUNTS = ("inserts", "updates", "soft_deletes", "total_rows")
+
+pipeline_execution = Table(
+    "pipeline_execution",
+    metadata,
+    _id(),
+    Column(
+        "parent_id",
+        BigInteger,
+        ForeignKey("pipeline_execution.id", ondelete="SET NULL"),
+    ),
+    Column(
+        "pipeline_id",
+        BigInteger,
+        ForeignKey("pipeline.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("start_date", DateTime(timezone=True), nullable=False),
+    Column("end_date", DateTime(timezone=True)),
+    Column("duration_seconds", Double),
+    Column("completed_successfully", Boolean),
+    *(Column(name, BigInteger) for name in _COUNTS),
+    Column("throughput", Double),
+    Column("watermark", Text),
+    Column("next_watermark", Text),
+    Column("execution_metadata", JSONB),
+    Column("anomaly_flags", JSONB),
+    Column("hour_recorded", SmallInteger, nullable=False),
+    Column("date_recorded", Date, nullable=False),
+    Column("run_id", Text, unique=True),
+    # Set once anomaly detection has evaluated this (successful) execution; the catch-up
+    # job picks up successful executions where it is still null.
+    Column("anomaly_checked_at", DateTime(timezone=True)),
+    _created_at(),
+    *(CheckConstraint(f"{name} is null or {name} >= 0", name=f"{name}_nonneg") for name in _COUNTS),
+    CheckConstraint("end_date is null or end_date > start_date", name="end_after_start"),
+    CheckConstraint("parent_id is null or parent_id <> id", name="parent_not_self"),
+    CheckConstraint("hour_recorded between 0 and 23", name="hour_valid"),
+    CheckConstraint(
+        "(end_date is null) = (completed_successfully is null)", name="ended_has_status"
+    ),
+    # Latest executions of a pipeline (GET, metrics snapshot, anomaly baseline).
+    Index("ix_pipeline_execution_pipeline_id_start_date", "pipeline_id", "start_date"),
+    # Timeliness (executions started within the lookback) and log cleanup (older than cutoff).
+    Index("ix_pipeline_execution_start_date", "start_date"),
+    Index("ix_pipeline_execution_parent_id", "parent_id"),
+    # Running executions (timeliness, metrics): small partial index.
+    Index(
+        "ix_pipeline_execution_running",
+        "pipeline_id",
+        "start_date",
+        postgresql_where=text("end_date is null"),
+    ),
+    # Anomaly baseline: same pipeline, same UTC hour, successful, end within lookback.
+    Index(
+        "ix_pipeline_execution_baseline",
+        "pipeline_id",
+        "hour_recorded",
+        "end_date",
+        postgresql_where=text("completed_successfully"),
+    ),
+    # Anomaly catch-up: successful executions not evaluated yet.
+    Index(
+        "ix_pipeline_execution_unchecked",
+        "end_date",
+        postgresql_where=text("completed_successfully and anomaly_checked_at is null"),
+    ),
+)
+
+pipeline_execution_closure = Table(
+    "pipeline_execution_closure",
+    metadata,
+    Column(
+        "ancestor_id",
+        BigInteger,
+        ForeignKey("pipeline_execution.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "descendant_id",
+        BigInteger,
+        ForeignKey("pipeline_execution.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("depth", Integer, nullable=False),
+    CheckConstraint("depth >= 0", name="depth_nonneg"),
+    Index("ix_pipeline_execution_closure_descendant_id", "descendant_id"),
+)
+
+timeliness_pipeline_execution_log = Table(
+    "timeliness_pipeline_execution_log",
+    metadata,
+    _id(),
+    Column(
+        "pipeline_execution_id",
+        BigInteger,
+        ForeignKey("pipeline_execution.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("duration_seconds", Double, nullable=False),
+    Column("seconds_threshold", Double, nullable=False),
+    Column("execution_status", Text, nullable=False),
+    Column("timely_number", Integer, nullable=False),
+    Column("timely_datepart", Text, nullable=False),
+    Column("used_child_config", Boolean, nullable=False),
+    _created_at(),
+    CheckConstraint("execution_status in ('running', 'completed')", name="status_valid"),
+    Index("ix_timeliness_pipeline_execution_log_pipeline_id", "pipeline_id"),
+    Index("ix_timeliness_pipeline_execution_log_created_at", "created_at"),
+)
+
+freshness_pipeline_log = Table(
+    "freshness_pipeline_log",
+    metadata,
+    _id(),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("last_dml_timestamp", DateTime(timezone=True), nullable=False),
+    Column("evaluation_timestamp", DateTime(timezone=True), nullable=False),
+    Column("freshness_number", Integer, nullable=False),
+    Column("freshness_datepart", Text, nullable=False),
+    Column("used_child_config", Boolean, nullable=False),
+    _created_at(),
+    UniqueConstraint("pipeline_id", "last_dml_timestamp"),
+    Index("ix_freshness_pipeline_log_created_at", "created_at"),
+)
+
+missed_run_log = Table(
+    "missed_run_log",
+    metadata,
+    _id(),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("expected_at", DateTime(timezone=True), nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("schedule", Text, nullable=False),
+    Column("schedule_timezone", Text, nullable=False),
+    Column("grace_seconds", Integer, nullable=False),
+    Column("used_child_config", Boolean, nullable=False),
+    _created_at(),
+    UniqueConstraint("pipeline_id", "expected_at"),
+    Index("ix_missed_run_log_created_at", "created_at"),
+)
+
+anomaly_detection_rule = Table(
+    "anomaly_detection_rule",
+    metadata,
+    _id(),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("metric_field", Text, nullable=False),
+    Column("z_threshold", Double, nullable=False, server_default=text("3.0")),
+    Column("lookback_days", Integer, nullable=False, server_default=text("30")),
+    Column("minimum_executions", Integer, nullable=False, server_default=text("30")),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _created_at(),
+    _updated_at(),
+    UniqueConstraint("pipeline_id", "metric_field"),
+    CheckConstraint(f"metric_field in ({_METRIC_SQL})", name="metric_valid"),
+    CheckConstraint("z_threshold between 1 and 10", name="z_threshold_range"),
+    CheckConstraint("lookback_days between 1 and 365", name="lookback_range"),
+    CheckConstraint("minimum_executions between 5 and 1000", name="minimum_range"),
+)
+
+anomaly_detection_result = Table(
+    "anomaly_detection_result",
+    metadata,
+    _id(),
+    Column(
+        "pipeline_execution_id",
+        BigInteger,
+        ForeignKey("pipeline_execution.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "rule_id",
+        BigInteger,
+        ForeignKey("anomaly_detection_rule.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("violation_value", Double, nullable=False),
+    Column("z_score", Double, nullable=False),
+    Column("historical_mean", Double, nullable=False),
+    Column("std_deviation_value", Double, nullable=False),
+    Column("z_threshold", Double, nullable=False),
+    Column("threshold_min_value", Double, nullable=False),
+    Column("threshold_max_value", Double, nullable=False),
+    Column("baseline_count", Integer, nullable=False),
+    Column("is_anomaly", Boolean, nullable=False),
+    Column("context", JSONB),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("pipeline_execution_id", "rule_id"),
+    Index("ix_anomaly_detection_result_detected_at", "detected_at"),
+)
+
+address_type = Table(
+    "address_type",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("group_name", Text, nullable=False),
+    _created_at(),
+    _updated_at(),
+    *_name_checks("address_type"),
+)
+
+address = Table(
+    "address",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False, unique=True),
+    Column(
+        "address_type_id",
+        BigInteger,
+        ForeignKey("address_type.id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    Column("database_name", Text),
+    Column("schema_name", Text),
+    Column("table_name", Text),
+    Column("primary_key", Text),
+    Column("address_metadata", JSONB),
+    _created_at(),
+    _updated_at(),
+    *_name_checks("address"),
+)
+
+address_lineage = Table(
+    "address_lineage",
+    metadata,
+    _id(),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column(
+        "source_address_id",
+        BigInteger,
+        ForeignKey("address.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "target_address_id",
+        BigInteger,
+        ForeignKey("address.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    _created_at(),
+    UniqueConstraint("pipeline_id", "source_address_id", "target_address_id"),
+)
+
+address_lineage_closure = Table(
+    "address_lineage_closure",
+    metadata,
+    Column(
+        "source_address_id",
+        BigInteger,
+        ForeignKey("address.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "target_address_id",
+        BigInteger,
+        ForeignKey("address.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("depth", Integer, nullable=False),
+    CheckConstraint("depth >= 1", name="depth_positive"),
+    Index("ix_address_lineage_closure_target_address_id", "target_address_id"),
+)
+
+api_token = Table(
+    "api_token",
+    metadata,
+    _id(),
+    Column("name", Text, nullable=False),
+    # sha256 of the token; the token itself is shown once and never stored.
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    _created_at(),
+)
