@@ -34,7 +34,7 @@ class Settings:
 
     base_url: str = DEFAULT_URL
     token: str | None = None
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
 
     @classmethod
     def resolve(
