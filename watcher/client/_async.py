@@ -22,14 +22,16 @@ from watcher.client._models import (
     AnomalyRuleFields,
     Created,
     Execution,
+    ExecutionFilter,
     Heartbeat,
     LineageCreated,
+    LineageGraph,
     Pipeline,
     PipelineFields,
     PipelineSync,
     PipelineType,
+    PipelineTypeFields,
     PipelineUpdate,
-    RuleFields,
     StoredAddress,
     Watermark,
 )
@@ -121,7 +123,7 @@ class AsyncWatcherClient:
     ) -> httpx.Response:
         content = None if body is None else _http.encode(body)
         headers = {} if body is None else {"Content-Type": "application/json"}
-        query = None if params is None else _http.compact(**params)
+        query = None if params is None else _http.query(params)
         return await self._http.request(
             method, path, content=content, params=query, headers=headers
         )
@@ -178,7 +180,9 @@ class AsyncWatcherClient:
 
     # -- pipeline types --------------------------------------------------------------------
 
-    async def create_pipeline_type(self, name: str, **fields: Unpack[RuleFields]) -> PipelineType:
+    async def create_pipeline_type(
+        self, name: str, **fields: Unpack[PipelineTypeFields]
+    ) -> PipelineType:
         """Create-or-get by name (case-insensitive)."""
         return cast(
             PipelineType,
@@ -197,7 +201,7 @@ class AsyncWatcherClient:
         return cast(PipelineType, await self.request("GET", f"/pipeline_type/{pipeline_type_id}"))
 
     async def update_pipeline_type(
-        self, id_or_name: int | str, **fields: Unpack[RuleFields]
+        self, id_or_name: int | str, **fields: Unpack[PipelineTypeFields]
     ) -> PipelineType:
         return cast(
             PipelineType,
@@ -283,6 +287,12 @@ class AsyncWatcherClient:
     async def get_execution(self, execution_id: int) -> Execution:
         return cast(Execution, await self.request("GET", f"/pipeline_execution/{execution_id}"))
 
+    async def list_executions(self, **filters: Unpack[ExecutionFilter]) -> list[Execution]:
+        """Executions, newest first; filter by pipeline_id, status, since (paged)."""
+        return cast(
+            list[Execution], await self.request("GET", "/pipeline_execution", params=filters)
+        )
+
     # -- addresses and lineage -------------------------------------------------------------
 
     async def create_address_type(self, name: str, group_name: str) -> AddressType:
@@ -341,9 +351,9 @@ class AsyncWatcherClient:
         }
         return cast(LineageCreated, await self.request("POST", "/address_lineage", body=body))
 
-    async def get_lineage(self, address_id: int, depth: int | None = None) -> JSON:
+    async def get_lineage(self, address_id: int, depth: int | None = None) -> LineageGraph:
         return cast(
-            JSON,
+            LineageGraph,
             await self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
         )
 

@@ -147,6 +147,15 @@ def watermark_text(value: Watermark | None) -> str | None:
     return str(value)
 
 
+def query(params: Mapping[str, Any]) -> dict[str, str | int | float | bool]:
+    """Query parameters that were given, datetimes as ISO 8601."""
+    return {
+        key: value.isoformat() if isinstance(value, datetime | date) else value
+        for key, value in params.items()
+        if value is not None
+    }
+
+
 def compact(**fields: Any) -> dict[str, Any]:
     """The fields that were given: None means 'not given' for optional arguments."""
     return {key: value for key, value in fields.items() if value is not None}

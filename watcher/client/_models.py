@@ -34,20 +34,33 @@ class RuleFields(TypedDict, total=False):
     timeliness_datepart: str | None
     mute_freshness_check: bool
     mute_timeliness_check: bool
-
-
-class PipelineFields(RuleFields, total=False):
-    next_watermark: Watermark | None
-    pipeline_metadata: JSON | None
     schedule: str | None
     schedule_timezone: str | None
     schedule_grace_seconds: int | None
 
 
+class PipelineTypeFields(RuleFields, total=False):
+    group_name: str | None
+
+
+class PipelineFields(RuleFields, total=False):
+    next_watermark: Watermark | None
+    pipeline_metadata: JSON | None
+
+
 class PipelineUpdate(PipelineFields, total=False):
+    pipeline_type_name: str
     watermark: Watermark | None
     active: bool
     load_lineage: bool
+
+
+class ExecutionFilter(TypedDict, total=False):
+    pipeline_id: int
+    status: str  # running | succeeded | failed
+    since: datetime
+    limit: int
+    offset: int
 
 
 class AnomalyRuleFields(TypedDict, total=False):
@@ -74,7 +87,7 @@ class PipelineSync(TypedDict):
     watermark: str | None
 
 
-class PipelineType(TypedDict, total=False):
+class _Rules(TypedDict, total=False):
     id: int
     name: str
     freshness_number: int | None
@@ -83,9 +96,18 @@ class PipelineType(TypedDict, total=False):
     timeliness_datepart: str | None
     mute_freshness_check: bool
     mute_timeliness_check: bool
+    schedule: str | None
+    schedule_timezone: str | None
+    schedule_grace_seconds: int | None
+    created_at: str
+    updated_at: str
 
 
-class Pipeline(PipelineType, total=False):
+class PipelineType(_Rules, total=False):
+    group_name: str | None
+
+
+class Pipeline(_Rules, total=False):
     pipeline_type_id: int
     pipeline_type_name: str
     watermark: str | None
@@ -96,16 +118,12 @@ class Pipeline(PipelineType, total=False):
     last_target_soft_delete: str | None
     load_lineage: bool
     active: bool
-    schedule: str | None
-    schedule_timezone: str | None
-    schedule_grace_seconds: int | None
-    created_at: str
-    updated_at: str
 
 
 class Execution(TypedDict, total=False):
     id: int
     pipeline_id: int
+    pipeline_name: str
     parent_id: int | None
     run_id: str | None
     start_date: str
@@ -128,6 +146,21 @@ class LineageCreated(TypedDict):
     pipeline_id: int
     lineage_relationships_created: int
     message: str
+
+
+class Related(TypedDict):
+    address_id: int
+    address_name: str
+    address_type_name: str
+    address_type_group_name: str
+    depth: int
+
+
+class LineageGraph(TypedDict):
+    address_id: int
+    address_name: str
+    upstream: list[Related]
+    downstream: list[Related]
 
 
 class AddressType(TypedDict, total=False):

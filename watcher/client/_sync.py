@@ -22,14 +22,16 @@ from watcher.client._models import (
     AnomalyRuleFields,
     Created,
     Execution,
+    ExecutionFilter,
     Heartbeat,
     LineageCreated,
+    LineageGraph,
     Pipeline,
     PipelineFields,
     PipelineSync,
     PipelineType,
+    PipelineTypeFields,
     PipelineUpdate,
-    RuleFields,
     StoredAddress,
     Watermark,
 )
@@ -121,7 +123,7 @@ class WatcherClient:
     ) -> httpx.Response:
         content = None if body is None else _http.encode(body)
         headers = {} if body is None else {"Content-Type": "application/json"}
-        query = None if params is None else _http.compact(**params)
+        query = None if params is None else _http.query(params)
         return self._http.request(method, path, content=content, params=query, headers=headers)
 
     def _once(self, method: str, path: str) -> httpx.Response:
@@ -176,7 +178,7 @@ class WatcherClient:
 
     # -- pipeline types --------------------------------------------------------------------
 
-    def create_pipeline_type(self, name: str, **fields: Unpack[RuleFields]) -> PipelineType:
+    def create_pipeline_type(self, name: str, **fields: Unpack[PipelineTypeFields]) -> PipelineType:
         """Create-or-get by name (case-insensitive)."""
         return cast(
             PipelineType, self.request("POST", "/pipeline_type", body={"name": name, **fields})
@@ -194,7 +196,7 @@ class WatcherClient:
         return cast(PipelineType, self.request("GET", f"/pipeline_type/{pipeline_type_id}"))
 
     def update_pipeline_type(
-        self, id_or_name: int | str, **fields: Unpack[RuleFields]
+        self, id_or_name: int | str, **fields: Unpack[PipelineTypeFields]
     ) -> PipelineType:
         return cast(
             PipelineType,
@@ -276,6 +278,10 @@ class WatcherClient:
     def get_execution(self, execution_id: int) -> Execution:
         return cast(Execution, self.request("GET", f"/pipeline_execution/{execution_id}"))
 
+    def list_executions(self, **filters: Unpack[ExecutionFilter]) -> list[Execution]:
+        """Executions, newest first; filter by pipeline_id, status, since (paged)."""
+        return cast(list[Execution], self.request("GET", "/pipeline_execution", params=filters))
+
     # -- addresses and lineage -------------------------------------------------------------
 
     def create_address_type(self, name: str, group_name: str) -> AddressType:
@@ -330,9 +336,10 @@ class WatcherClient:
         }
         return cast(LineageCreated, self.request("POST", "/address_lineage", body=body))
 
-    def get_lineage(self, address_id: int, depth: int | None = None) -> JSON:
+    def get_lineage(self, address_id: int, depth: int | None = None) -> LineageGraph:
         return cast(
-            JSON, self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth})
+            LineageGraph,
+            self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
         )
 
     # -- anomaly detection -----------------------------------------------------------------

@@ -10,9 +10,9 @@ Opening a run:
 3. `POST /start_pipeline_execution` with a client-generated run_id, so a retried start
    returns the same execution instead of a second one.
 Closing it:
-4. `PATCH /pipeline` if the body changed `run.next_watermark` (success only).
-5. `POST /end_pipeline_execution` with the counts, or with `error_type`/`error_message` in
-   execution_metadata when the body raised; the exception is always re-raised.
+4. `POST /end_pipeline_execution` with the counts, or with `error_type`/`error_message` in
+   execution_metadata when the body raised; the exception is always re-raised. On success
+   Watcher moves the pipeline's watermark to next_watermark and turns load_lineage off.
 
 Fail-open: any `WatcherError` on the way is logged once per top-level run (children share
 the warning) on the `watcher.client` logger, and the user's code runs untracked; with
@@ -102,12 +102,9 @@ class _BaseRun:
 
     @property
     def next_watermark(self) -> str | None:
+        """Where this run loads up to: the watermark of the next run once this one succeeds."""
         self._raise_if_skipped()
         return self._next_watermark
-
-    @next_watermark.setter
-    def next_watermark(self, value: Watermark | None) -> None:
-        self._next_watermark = watermark_text(value)
 
     def _raise_if_skipped(self) -> None:
         if self.skipped:
@@ -213,15 +210,9 @@ def opening(run: _BaseRun) -> Steps:
 
 
 def closing(run: _BaseRun, error: BaseException | None) -> Steps:
-    """Steps 4-5 of the module docstring."""
+    """Step 4 of the module docstring."""
     if run.execution_id is None:
         return
-    if error is None and run._next_watermark != watermark_text(run.spec.next_watermark):
-        patch = {"id": run.pipeline_id, "next_watermark": run._next_watermark}
-        try:
-            yield ("PATCH", "/pipeline", patch)
-        except WatcherError as failure:
-            run.fail_open(failure, "updating next_watermark")
     try:
         yield ("POST", "/end_pipeline_execution", run.end_body(error))
     except WatcherError as failure:
