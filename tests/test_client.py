@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveServer
 
+from tests.conftest import LiveServer
 from watcher.client import (
     Address,
     AsyncWatcherClient,

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveServer
+
+from tests.conftest import LiveServer
 
 
 def client_examples(readme: str) -> list[str]:

@@ -35,7 +35,8 @@ from watcher.client._models import (
     StoredAddress,
     Watermark,
 )
-from watcher.client._track import AsyncTrack, Spec
+from watcher.client._run import Spec
+from watcher.client._track import AsyncTrack
 
 logger = logging.getLogger("watcher.client")
 

@@ -1,233 +1,31 @@
-"""`track()`: record one run of a pipeline around the user's code, failing open.
+"""`track()`: the sync and async context managers and decorators that drive a run.
 
-The lifecycle is written once, as two generators that yield HTTP calls and receive their
-results (or have the `WatcherError` thrown in); the sync and async managers only drive them.
-
-Opening a run:
-1. `POST /pipeline` (create-or-get, with next_watermark and rules) → pipeline id, the stored
-   watermark to start from, `active`, `load_lineage`. Inactive → the run is skipped.
-2. `POST /address_lineage` when `load_lineage` is true and sources/targets were given.
-3. `POST /start_pipeline_execution` with a client-generated run_id, so a retried start
-   returns the same execution instead of a second one.
-Closing it:
-4. `POST /end_pipeline_execution` with the counts, or with `error_type`/`error_message` in
-   execution_metadata when the body raised; the exception is always re-raised. On success
-   Watcher moves the pipeline's watermark to next_watermark and turns load_lineage off.
-
-Fail-open: any `WatcherError` on the way is logged once per top-level run (children share
-the warning) on the `watcher.client` logger, and the user's code runs untracked; with
-`strict=True` it is raised instead.
+The lifecycle itself (what is sent, when, and how failures are handled) is in `_run`: two
+generators that yield HTTP calls and receive their results, or have the `WatcherError` thrown
+in. `_drive` and `_adrive` are the only places that turn those calls into requests.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import logging
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
-from uuid import uuid4
 
-from watcher.client._errors import PipelineInactive, ServerError, WatcherError, WatcherUnavailable
-from watcher.client._http import compact, pipeline_body, start_body, watermark_text
-from watcher.client._models import JSON, Address, Watermark
+from watcher.client._errors import PipelineInactive, WatcherError
+from watcher.client._models import Address, Watermark
+from watcher.client._run import BaseRun, Spec, Steps, closing, opening
 
 if TYPE_CHECKING:
     from watcher.client._async import AsyncWatcherClient
     from watcher.client._sync import WatcherClient
 
-logger = logging.getLogger("watcher.client")
-
 P = ParamSpec("P")
 R = TypeVar("R")
-Call = tuple[str, str, dict[str, Any]]
-Steps = Generator[Call, Any, None]
-ERROR_MESSAGE_LIMIT = 4000
 
 
-@dataclass(frozen=True)
-class Spec:
-    """What `track(...)` was asked to record; one Spec can open many runs (a decorator)."""
-
-    name: str
-    pipeline_type_name: str
-    next_watermark: Watermark | None = None
-    sources: Sequence[Address] = ()
-    targets: Sequence[Address] = ()
-    strict: bool = False
-    config: JSON = field(default_factory=dict)
-
-
-class _Session:
-    """State shared by a top-level run and its children: they warn once between them."""
-
-    warned = False
-
-
-class _BaseRun:
-    """One run of a pipeline as the body sees it. Set counts and metadata on it."""
-
-    def __init__(self, spec: Spec, parent: _BaseRun | None = None) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.parent = parent
-        self.session = parent.session if parent else _Session()
-        self.run_id = str(uuid4())
-        self.pipeline_id: int | None = None
-        self.execution_id: int | None = None
-        self.load_lineage: bool | None = None
-        self.skipped = False
-        self.inserts: int | None = None
-        self.updates: int | None = None
-        self.soft_deletes: int | None = None
-        self.total_rows: int | None = None
-        self.metadata: JSON = {}
-        self._watermark: str | None = None
-        self._next_watermark = watermark_text(spec.next_watermark)
-        self._started_at: datetime | None = None
-
-    @property
-    def tracked(self) -> bool:
-        """True when Watcher is recording this run (False when skipped or failing open)."""
-        return self.execution_id is not None
-
-    @property
-    def watermark(self) -> str | None:
-        """The stored watermark to start from (None on a first run or when untracked)."""
-        self._raise_if_skipped()
-        return self._watermark
-
-    @property
-    def next_watermark(self) -> str | None:
-        """Where this run loads up to: the watermark of the next run once this one succeeds."""
-        self._raise_if_skipped()
-        return self._next_watermark
-
-    def _raise_if_skipped(self) -> None:
-        if self.skipped:
-            raise PipelineInactive(self.name)
-
-    def _child_spec(self, name: str, pipeline_type_name: str | None, **kwargs: Any) -> Spec:
-        self._raise_if_skipped()
-        strict = kwargs.pop("strict", None)
-        return Spec(
-            name=name,
-            pipeline_type_name=pipeline_type_name or self.spec.pipeline_type_name,
-            strict=self.spec.strict if strict is None else strict,
-            **kwargs,
-        )
-
-    def fail_open(self, error: WatcherError, step: str) -> None:
-        if self.spec.strict:
-            raise error
-        if self.session.warned:
-            logger.debug("watcher: %s for pipeline %r failed: %s", step, self.name, error)
-            return
-        self.session.warned = True
-        logger.warning(
-            "watcher: %s for pipeline %r failed, the pipeline itself is unaffected "
-            "(this run may be missing from Watcher): %s",
-            step,
-            self.name,
-            error,
-        )
-
-    def end_body(self, error: BaseException | None) -> JSON:
-        metadata = dict(self.metadata)
-        if error is not None:
-            metadata["error_type"] = type(error).__name__
-            metadata["error_message"] = str(error)[:ERROR_MESSAGE_LIMIT]
-        return compact(
-            id=self.execution_id,
-            completed_successfully=error is None,
-            end_date=_end_date(self._started_at),
-            inserts=self.inserts,
-            updates=self.updates,
-            soft_deletes=self.soft_deletes,
-            total_rows=self.total_rows,
-            execution_metadata=metadata or None,
-        )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _end_date(started_at: datetime | None) -> datetime:
-    # Watcher rejects end <= start; a coarse clock can return the same instant twice.
-    now = _now()
-    if started_at is not None and now <= started_at:
-        return started_at + timedelta(microseconds=1)
-    return now
-
-
-def opening(run: _BaseRun) -> Steps:
-    """Steps 1-3 of the module docstring."""
-    spec = run.spec
-    if run.parent is not None and not run.parent.tracked:
-        return  # the parent already failed open (and warned); its children run untracked too
-    body = pipeline_body(spec.name, spec.pipeline_type_name, spec.config)
-    if run._next_watermark is not None:
-        body["next_watermark"] = run._next_watermark
-    try:
-        synced = yield ("POST", "/pipeline", body)
-    except WatcherError as error:
-        run.fail_open(error, "syncing the pipeline")
-        return
-    run.pipeline_id = synced["id"]
-    run._watermark = synced.get("watermark")
-    run.load_lineage = synced.get("load_lineage")
-    if not synced.get("active", True):
-        run.skipped = True
-        logger.info("watcher: pipeline %r is inactive; skipping this run", spec.name)
-        return
-    if run.load_lineage and (spec.sources or spec.targets):
-        try:
-            yield ("POST", "/address_lineage", _lineage_body(run))
-        except WatcherError as error:
-            run.fail_open(error, "posting lineage")
-            if isinstance(error, WatcherUnavailable | ServerError):
-                return  # a start now would only wait out the same outage
-    run._started_at = _now()
-    start = start_body(
-        run.pipeline_id,
-        None,
-        run._started_at,
-        run.parent.execution_id if run.parent else None,
-        run._watermark,
-        run._next_watermark,
-        run.run_id,
-    )
-    try:
-        started = yield ("POST", "/start_pipeline_execution", start)
-    except WatcherError as error:
-        run.fail_open(error, "starting the execution")
-        return
-    run.execution_id = started["id"]
-
-
-def closing(run: _BaseRun, error: BaseException | None) -> Steps:
-    """Step 4 of the module docstring."""
-    if run.execution_id is None:
-        return
-    try:
-        yield ("POST", "/end_pipeline_execution", run.end_body(error))
-    except WatcherError as failure:
-        run.fail_open(failure, "ending the execution")
-
-
-def _lineage_body(run: _BaseRun) -> JSON:
-    return {
-        "pipeline_id": run.pipeline_id,
-        "source_addresses": list(run.spec.sources),
-        "target_addresses": list(run.spec.targets),
-    }
-
-
-def _suppress(run: _BaseRun, exc: BaseException | None) -> bool:
+def _suppress(run: BaseRun, exc: BaseException | None) -> bool:
     return run.skipped and isinstance(exc, PipelineInactive)
 
 
@@ -239,7 +37,7 @@ def _note(exc: BaseException, failure: WatcherError) -> None:
 # -- sync ----------------------------------------------------------------------------------
 
 
-class Run(_BaseRun):
+class Run(BaseRun):
     def __init__(self, client: WatcherClient, spec: Spec, parent: Run | None = None) -> None:
         super().__init__(spec, parent)
         self.client = client
@@ -342,7 +140,7 @@ class Track:
 # -- async ---------------------------------------------------------------------------------
 
 
-class AsyncRun(_BaseRun):
+class AsyncRun(BaseRun):
     def __init__(
         self, client: AsyncWatcherClient, spec: Spec, parent: AsyncRun | None = None
     ) -> None:
