@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watcher import (
     addresses,
+    auth,
     executions,
     health,
     lineage,
+    metrics,
     openapi,
     pipeline_types,
     pipelines,
@@ -28,7 +30,7 @@ from watcher import (
 from watcher.clock import Clock
 from watcher.config import Settings
 from watcher.database import create_engine, is_outage
-from watcher.errors import Unavailable, WatcherError
+from watcher.errors import Unauthorized, Unavailable, WatcherError
 from watcher.events import Events
 from watcher.logs import RequestLogMiddleware
 from watcher.routing import JSONResponse, Operation
@@ -40,12 +42,14 @@ log = logging.getLogger("watcher.app")
 # Each feature module exposes `router` and may expose `setup(services)` (subscribe to events,
 # add scheduler jobs). Order matters only for the OpenAPI document.
 FEATURES: tuple[ModuleType, ...] = (
+    auth,  # first: its setup installs the authorizer
     health,
     pipeline_types,
     pipelines,
     executions,
     addresses,
     lineage,
+    metrics,
 )
 
 
@@ -55,6 +59,8 @@ def operations() -> list[Operation]:
 
 def error_response(error: WatcherError, retry_after: int) -> Response:
     headers = {"Retry-After": str(retry_after)} if isinstance(error, Unavailable) else None
+    if isinstance(error, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="watcher"'}
     return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
 
 

@@ -1,0 +1,402 @@
+"""Metrics: pure rule/watermark helpers, the snapshot collector on a fresh registry, the
+event-fed families, and `/metrics` on a live Watcher over a real PostgreSQL."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
+
+from tests.conftest import LiveServer
+from tests.factories import end, make_pipeline, start
+from watcher.clock import FrozenClock
+from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
+from watcher.metrics import Metrics, SchedulerCollector, refresh_snapshot
+from watcher.metrics_snapshot import (
+    AnomalyState,
+    LastExecution,
+    PipelineState,
+    Rule,
+    Snapshot,
+    SnapshotCollector,
+    SnapshotStore,
+    add_datepart,
+    parse_watermark,
+    resolve_rule,
+)
+from watcher.scheduler import Scheduler
+
+NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
+P = {"pipeline": "orders", "pipeline_type": "etl"}
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def test_child_rule_wins_over_parent() -> None:
+    assert resolve_rule((2, "hour"), (1, "day"), muted=False) == Rule(2, "hour", "child")
+
+
+def test_parent_rule_applies_when_child_is_incomplete() -> None:
+    assert resolve_rule((None, "hour"), (1, "day"), muted=False) == Rule(1, "day", "parent")
+
+
+def test_no_rule_when_muted_or_missing() -> None:
+    assert resolve_rule((2, "hour"), (1, "day"), muted=True) is None
+    assert resolve_rule((None, None), (None, None), muted=False) is None
+
+
+def test_month_rule_is_calendar_aware() -> None:
+    jan31 = datetime(2024, 1, 31, 6, tzinfo=UTC)
+    assert add_datepart(jan31, 1, "month") == datetime(2024, 2, 29, 6, tzinfo=UTC)
+    assert add_datepart(datetime(2024, 2, 29, tzinfo=UTC), 1, "year").date().isoformat() == (
+        "2025-02-28"
+    )
+    assert Rule(1, "month", "child").seconds_from(jan31) == 29 * 86_400
+    assert Rule(3, "week", "child").seconds_from(jan31) == 21 * 86_400
+
+
+@pytest.mark.parametrize(
+    ("watermark", "expected"),
+    [
+        ("42", (42.0, None)),
+        (" 1.5 ", (1.5, None)),
+        ("2024-01-02", (None, datetime(2024, 1, 2, tzinfo=UTC).timestamp())),
+        ("2024-01-02T03:04:05Z", (None, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp())),
+        ("batch-7", (None, None)),
+        ("nan", (None, None)),
+        (None, (None, None)),
+    ],
+)
+def test_watermark_exported_only_when_it_parses(
+    watermark: str | None, expected: tuple[float | None, float | None]
+) -> None:
+    assert parse_watermark(watermark) == expected
+
+
+# --- the snapshot collector ------------------------------------------------------------------
+
+
+def _state(**overrides: Any) -> PipelineState:
+    base: dict[str, Any] = {
+        "name": "orders",
+        "pipeline_type": "etl",
+        "last_execution": LastExecution(
+            success=False,
+            start_date=NOW - timedelta(hours=2),
+            end_date=NOW - timedelta(hours=1),
+            duration_seconds=3600.0,
+            rows={"insert": 10, "update": 0, "soft_delete": None, "total": 25},
+            throughput=25 / 3600,
+        ),
+        "last_dml": NOW - timedelta(hours=3),
+        "freshness": Rule(2, "hour", "child"),
+        "timeliness": Rule(30, "minute", "parent"),
+        "timeliness_threshold_seconds": 1800.0,
+        "running": 2,
+        "oldest_running_start": NOW - timedelta(minutes=45),
+        "watermark": "2024-03-01",
+        "anomalies": (AnomalyState("inserts", 3.0, -4.5, 2), AnomalyState("updates", 2.5, None, 0)),
+        "timeliness_violations": {"running": 1, "completed": 3},
+        "freshness_violations": 4,
+        "missed_runs": 5,
+    }
+    return PipelineState(**(base | overrides))
+
+
+@pytest.fixture
+def rendered() -> Iterator[tuple[CollectorRegistry, SnapshotStore, FrozenClock]]:
+    registry, store, clock = CollectorRegistry(), SnapshotStore(), FrozenClock(NOW)
+    registry.register(SnapshotCollector(store, clock.now, lambda: (3, 7, 20)))
+    yield registry, store, clock
+
+
+def test_collector_renders_a_pipeline(
+    rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
+) -> None:
+    registry, store, _ = rendered
+    store.current = Snapshot(NOW - timedelta(seconds=4), 0.25, (_state(),), inactive_pipelines=2)
+    value = registry.get_sample_value
+    assert value("watcher_pipeline_active", P) == 1
+    assert value("watcher_pipeline_last_execution_success", P) == 0
+    assert value("watcher_pipeline_last_execution_duration_seconds", P) == 3600
+    assert value("watcher_pipeline_last_execution_end_timestamp_seconds", P) == (
+        (NOW - timedelta(hours=1)).timestamp()
+    )
+    assert value("watcher_pipeline_last_execution_rows", P | {"operation": "total"}) == 25
+    assert value("watcher_pipeline_last_execution_rows", P | {"operation": "soft_delete"}) is None
+    assert value("watcher_pipeline_freshness_lag_seconds", P) == 3 * 3600
+    assert value("watcher_pipeline_freshness_threshold_seconds", P | {"rule_source": "child"}) == (
+        7200
+    )
+    assert value("watcher_pipeline_running_executions", P) == 2
+    assert value("watcher_pipeline_oldest_running_execution_age_seconds", P) == 45 * 60
+    assert (
+        value("watcher_pipeline_timeliness_threshold_seconds", P | {"rule_source": "parent"})
+        == 1800
+    )
+    assert value("watcher_pipeline_watermark_timestamp_seconds", P) == (
+        datetime(2024, 3, 1, tzinfo=UTC).timestamp()
+    )
+    assert value("watcher_pipeline_watermark", P) is None
+    assert value("watcher_pipeline_anomaly_z_score", P | {"metric": "inserts"}) == -4.5
+    assert value("watcher_pipeline_anomaly_z_score", P | {"metric": "updates"}) is None
+    assert value("watcher_pipeline_anomaly_z_threshold", P | {"metric": "updates"}) == 2.5
+    assert value("watcher_pipeline_anomalies_detected_total", P | {"metric": "inserts"}) == 2
+    assert value("watcher_pipeline_timeliness_violations_total", P | {"status": "completed"}) == 3
+    assert value("watcher_pipeline_freshness_violations_total", P) == 4
+    assert value("watcher_pipeline_missed_runs_total", P) == 5
+    assert value("watcher_pipelines", {"status": "inactive"}) == 2
+    assert value("watcher_metrics_snapshot_age_seconds") == 4
+    assert value("watcher_db_pool_connections", {"status": "in_use"}) == 3
+    assert value("watcher_db_pool_max_connections") == 20
+
+
+def test_lag_and_ages_move_with_the_clock_between_refreshes(
+    rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
+) -> None:
+    registry, store, clock = rendered
+    store.current = Snapshot(NOW, 0.1, (_state(),))
+    clock.advance(timedelta(minutes=10))
+    assert registry.get_sample_value("watcher_pipeline_freshness_lag_seconds", P) == 3 * 3600 + 600
+    assert registry.get_sample_value("watcher_metrics_snapshot_age_seconds") == 600
+
+
+def test_muted_pipeline_has_no_threshold_so_no_alert_can_fire(
+    rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
+) -> None:
+    registry, store, _ = rendered
+    store.current = Snapshot(NOW, 0.1, (_state(freshness=None, timeliness=None),))
+    for source in ("child", "parent"):
+        labels = P | {"rule_source": source}
+        assert (
+            registry.get_sample_value("watcher_pipeline_freshness_threshold_seconds", labels)
+            is None
+        )
+    assert registry.get_sample_value("watcher_pipeline_freshness_lag_seconds", P) is not None
+
+
+def test_pipeline_series_disappear_with_the_pipeline(
+    rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
+) -> None:
+    registry, store, _ = rendered
+    store.current = Snapshot(NOW, 0.1, (_state(), _state(name="customers")))
+    other = P | {"pipeline": "customers"}
+    assert registry.get_sample_value("watcher_pipeline_active", other) == 1
+    store.current = Snapshot(NOW, 0.1, (_state(),), inactive_pipelines=1)
+    assert registry.get_sample_value("watcher_pipeline_active", other) is None
+    assert registry.get_sample_value("watcher_pipeline_missed_runs_total", other) is None
+    assert registry.get_sample_value("watcher_pipeline_active", P) == 1
+
+
+def test_no_snapshot_yet_renders_only_the_pool(
+    rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
+) -> None:
+    registry, _, _ = rendered
+    names = {m.name for m in registry.collect()}
+    assert names == {"watcher_db_pool_connections", "watcher_db_pool_max_connections"}
+
+
+# --- event-fed families ----------------------------------------------------------------------
+
+
+def test_events_feed_the_request_path_families() -> None:
+    registry, events = CollectorRegistry(), Events()
+    metrics = Metrics(registry)
+    events.subscribe(ExecutionStarted, metrics.execution_started)
+    events.subscribe(ExecutionEnded, metrics.execution_ended)
+    events.subscribe(RequestFinished, metrics.request_finished)
+    events.emit(ExecutionStarted(1, 1, "orders", "etl", NOW))
+    events.emit(ExecutionEnded(1, 1, "orders", "etl", True, NOW, 42.0, 5, 0, None, 9, 0.2))
+    events.emit(
+        ExecutionEnded(2, 1, "orders", "etl", False, NOW, 7.0, None, None, None, None, None)
+    )
+    events.emit(RequestFinished("POST", "/pipeline/{id}", 201, 0.03))
+    value = registry.get_sample_value
+    etl = {"pipeline_type": "etl"}
+    assert value("watcher_executions_started_total", etl) == 1
+    assert value("watcher_executions_finished_total", etl | {"status": "success"}) == 1
+    assert value("watcher_executions_finished_total", etl | {"status": "failure"}) == 1
+    assert value("watcher_execution_duration_seconds_count", etl) == 2
+    assert value("watcher_execution_duration_seconds_bucket", etl | {"le": "15.0"}) == 1
+    assert value("watcher_execution_rows_total", etl | {"operation": "insert"}) == 5
+    assert value("watcher_execution_rows_total", etl | {"operation": "total"}) == 9
+    assert value("watcher_execution_rows_total", etl | {"operation": "update"}) is None
+    route = {"method": "POST", "route": "/pipeline/{id}", "status": "201"}
+    assert value("watcher_http_request_duration_seconds_count", route) == 1
+
+
+def test_scheduler_families_cover_every_registered_job() -> None:
+    registry, events = CollectorRegistry(), Events()
+    scheduler = Scheduler(
+        "postgresql://unused", lock_id=1, check_seconds=5, clock=FrozenClock(NOW), events=events
+    )
+
+    async def job() -> None:
+        return None
+
+    scheduler.add_job("freshness", job, seconds=300)
+    scheduler.add_job("metrics_snapshot", job, seconds=5, leader_only=False)
+    metrics = Metrics(registry)
+    events.subscribe(JobFinished, metrics.job_finished)
+    registry.register(SchedulerCollector(scheduler, metrics, started_at=1000.0))
+    events.emit(JobFinished("metrics_snapshot", True, 0.02, NOW))
+    events.emit(JobFinished("freshness", False, 1.5, NOW))
+    value = registry.get_sample_value
+    assert value("watcher_scheduler_leader") == 0
+    scheduler.is_leader = True
+    assert value("watcher_scheduler_leader") == 1
+    fresh, snap = {"job": "freshness"}, {"job": "metrics_snapshot"}
+    assert value("watcher_scheduler_job_interval_seconds", fresh | {"leader_only": "true"}) == 300
+    assert value("watcher_scheduler_job_last_success_timestamp_seconds", snap) == NOW.timestamp()
+    # Never succeeded: reports the process start, so "time since success" keeps growing.
+    assert value("watcher_scheduler_job_last_success_timestamp_seconds", fresh) == 1000.0
+    assert value("watcher_scheduler_job_runs_total", fresh) == 1
+    assert value("watcher_scheduler_job_failures_total", fresh) == 1
+    assert value("watcher_scheduler_job_failures_total", snap) == 0
+
+
+# --- /metrics on a live Watcher --------------------------------------------------------------
+
+
+def _scrape(client: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
+
+
+def test_metrics_negotiates_text_and_openmetrics(client: httpx.Client) -> None:
+    text = client.get("/metrics")
+    assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# TYPE watcher_executions_started_total counter" in text.text
+    om = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
+
+
+def test_snapshot_reflects_the_database_and_drops_inactive_pipelines(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    client.post(
+        "/pipeline_type",
+        json={"name": "etl", "freshness_number": 1, "freshness_datepart": "day"},
+    )
+    orders = make_pipeline(
+        client,
+        "orders",
+        pipeline_type_name="etl",
+        next_watermark="100",
+        timeliness_number=30,
+        timeliness_datepart="minute",
+    )
+    other = make_pipeline(client, "customers", pipeline_type_name="etl")
+    now = datetime.now(UTC)
+    done = start(client, orders["id"], start_date=(now - timedelta(minutes=20)).isoformat())
+    response = end(client, done, inserts=7, total_rows=7, end_date=now.isoformat())
+    assert response.status_code == 204, response.text
+    start(client, orders["id"], start_date=(now - timedelta(minutes=5)).isoformat())
+    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+
+    samples = _scrape(client)
+    o = {"pipeline": "orders", "pipeline_type": "etl"}
+    assert samples[_key("watcher_pipeline_last_execution_success", **o)] == 1
+    assert samples[_key("watcher_pipeline_last_execution_duration_seconds", **o)] == 1200
+    assert samples[_key("watcher_pipeline_last_execution_rows", **o, operation="insert")] == 7
+    assert samples[_key("watcher_pipeline_watermark", **o)] == 100
+    assert samples[_key("watcher_pipeline_running_executions", **o)] == 1
+    day = _key("watcher_pipeline_freshness_threshold_seconds", **o, rule_source="parent")
+    assert samples[day] == 86_400
+    minutes = _key("watcher_pipeline_timeliness_threshold_seconds", **o, rule_source="child")
+    assert samples[minutes] == 1800
+    assert _key("watcher_pipeline_active", pipeline="customers", pipeline_type="etl") in samples
+
+    response = client.patch("/pipeline", json={"id": other["id"], "active": False})
+    assert response.status_code == 200, response.text
+    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    samples = _scrape(client)
+    assert not any(labels and ("pipeline", "customers") in labels for _, labels in samples)
+    assert samples[_key("watcher_pipelines", status="inactive")] == 1
+
+
+def test_a_scrape_runs_no_database_statement(live: LiveServer, client: httpx.Client) -> None:
+    make_pipeline(client, "orders")
+    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = live.services.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert "watcher_pipeline_active" in client.get("/metrics").text
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == []
+
+
+def test_ended_executions_count_after_commit(live: LiveServer, client: httpx.Client) -> None:
+    value = live.services.registry.get_sample_value
+    labels = {"pipeline_type": "extraction", "status": "failure"}
+    before = value("watcher_executions_finished_total", labels) or 0
+    pipeline = make_pipeline(client, "orders")
+    assert end(client, start(client, pipeline["id"]), ok=False).status_code == 204
+    assert value("watcher_executions_finished_total", labels) == before + 1
+
+
+def test_scrape_of_a_thousand_pipelines_stays_fast(live: LiveServer, client: httpx.Client) -> None:
+    seed_pipelines(live, 1000)
+    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    assert live.services.state["metrics_snapshot"].current.pipelines.__len__() == 1000
+    timings = []
+    for _ in range(7):
+        started = time.perf_counter()
+        assert client.get("/metrics").status_code == 200
+        timings.append(time.perf_counter() - started)
+    assert statistics.median(timings) < 1.0, timings
+
+
+def seed_pipelines(live: LiveServer, count: int) -> None:
+    """`count` pipelines with rules, one ended and one running execution each, in bulk SQL."""
+    live.sql(
+        "INSERT INTO pipeline_type (name, freshness_number, freshness_datepart, "
+        "timeliness_number, timeliness_datepart) VALUES ('bulk', 1, 'day', 1, 'hour') "
+        "ON CONFLICT DO NOTHING"
+    )
+    live.sql(
+        "INSERT INTO pipeline (name, pipeline_type_id, watermark, last_target_insert) "
+        "SELECT 'bulk_' || g, (SELECT id FROM pipeline_type WHERE name = 'bulk'), g::text, "
+        "now() - interval '2 hours' FROM generate_series(1, :n) AS g",
+        n=count,
+    )
+    live.sql(
+        "INSERT INTO pipeline_execution (pipeline_id, start_date, end_date, duration_seconds, "
+        "completed_successfully, inserts, total_rows, throughput, hour_recorded, date_recorded) "
+        "SELECT id, now() - interval '3 hours', now() - interval '2 hours', 3600, true, 10, 10, "
+        "10 / 3600.0, 9, current_date FROM pipeline WHERE name LIKE 'bulk\\_%'"
+    )
+    live.sql(
+        "INSERT INTO pipeline_execution (pipeline_id, start_date, hour_recorded, date_recorded) "
+        "SELECT id, now() - interval '10 minutes', 11, current_date FROM pipeline "
+        "WHERE name LIKE 'bulk\\_%'"
+    )
+    live.sql(
+        "INSERT INTO anomaly_detection_rule (pipeline_id, metric_field) "
+        "SELECT id, 'total_rows' FROM pipeline WHERE name LIKE 'bulk\\_%'"
+    )

@@ -1,0 +1,227 @@
+"""Prometheus metrics: request-path families fed by events, and `GET /metrics`.
+
+Two sources, one registry (`services.registry`, injected so tests use a fresh one):
+- counters and histograms below are incremented by event handlers, i.e. after the
+  transaction that caused them committed (`watcher.events`);
+- per-pipeline state comes from the snapshot collector in `watcher.metrics_snapshot`,
+  refreshed by the `metrics_snapshot` job on every replica (any replica can be scraped) and
+  rendered from memory, so a scrape never queries the database.
+
+Labels are bounded: pipeline types, operations, statuses, route templates and job names;
+never an execution id or free text. Per-pipeline series live only in the snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from watcher.database import transaction
+from watcher.events import (
+    ExecutionEnded,
+    ExecutionStarted,
+    JobFinished,
+    RequestFinished,
+)
+from watcher.metrics_snapshot import SnapshotCollector, SnapshotStore, load_snapshot
+from watcher.routing import Router
+from watcher.scheduler import Scheduler
+from watcher.services import Services, services_of
+
+router = Router()
+
+# Pipelines run from seconds to a day; alerting thresholds sit in the minutes-to-hours range.
+EXECUTION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_ROWS = (("insert", "inserts"), ("update", "updates"), ("soft_delete", "soft_deletes"))
+
+
+class Metrics:
+    """The event-fed families; one instance per registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.executions_started = Counter(
+            "watcher_executions_started_total",
+            "Executions started, by pipeline type.",
+            ["pipeline_type"],
+            registry=registry,
+        )
+        self.executions_finished = Counter(
+            "watcher_executions_finished_total",
+            "Executions ended, by pipeline type and status (success, failure).",
+            ["pipeline_type", "status"],
+            registry=registry,
+        )
+        self.execution_duration = Histogram(
+            "watcher_execution_duration_seconds",
+            "Duration of ended executions, by pipeline type.",
+            ["pipeline_type"],
+            buckets=EXECUTION_BUCKETS,
+            registry=registry,
+        )
+        self.rows = Counter(
+            "watcher_execution_rows_total",
+            "Rows reported by ended executions, by pipeline type and DML operation.",
+            ["pipeline_type", "operation"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "watcher_http_request_duration_seconds",
+            "HTTP request duration, by method, route template and status code.",
+            ["method", "route", "status"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.job_runs = Counter(
+            "watcher_scheduler_job_runs_total",
+            "Scheduled job runs on this replica.",
+            ["job"],
+            registry=registry,
+        )
+        self.job_failures = Counter(
+            "watcher_scheduler_job_failures_total",
+            "Scheduled job runs that raised.",
+            ["job"],
+            registry=registry,
+        )
+        self.job_duration = Histogram(
+            "watcher_scheduler_job_duration_seconds",
+            "Duration of scheduled job runs.",
+            ["job"],
+            buckets=JOB_BUCKETS,
+            registry=registry,
+        )
+        self.job_last_success: dict[str, float] = {}  # rendered by SchedulerCollector
+
+    def execution_started(self, event: ExecutionStarted) -> None:
+        self.executions_started.labels(event.pipeline_type).inc()
+
+    def execution_ended(self, event: ExecutionEnded) -> None:
+        status = "success" if event.success else "failure"
+        self.executions_finished.labels(event.pipeline_type, status).inc()
+        self.execution_duration.labels(event.pipeline_type).observe(event.duration_seconds)
+        for operation, attribute in _ROWS:
+            count = getattr(event, attribute)
+            if count:
+                self.rows.labels(event.pipeline_type, operation).inc(count)
+        if event.total_rows:
+            self.rows.labels(event.pipeline_type, "total").inc(event.total_rows)
+
+    def request_finished(self, event: RequestFinished) -> None:
+        labels = (event.method, event.route, str(event.status))
+        self.http_duration.labels(*labels).observe(event.duration_seconds)
+
+    def job_finished(self, event: JobFinished) -> None:
+        self.job_runs.labels(event.job).inc()
+        self.job_duration.labels(event.job).observe(event.duration_seconds)
+        failures = self.job_failures.labels(event.job)  # exported at 0 from the first run
+        if event.success:
+            self.job_last_success[event.job] = event.finished_at.timestamp()
+        else:
+            failures.inc()
+
+    def subscribe(self, services: Services) -> None:
+        events = services.events
+        events.subscribe(ExecutionStarted, self.execution_started)
+        events.subscribe(ExecutionEnded, self.execution_ended)
+        events.subscribe(RequestFinished, self.request_finished)
+        events.subscribe(JobFinished, self.job_finished)
+
+
+class SchedulerCollector(Collector):
+    """Leadership, job intervals and last successes, read from memory at scrape time.
+
+    A job that has not succeeded since this process started reports the start time as its
+    last success, so "time since last success" is meaningful from the first scrape and a
+    job that never succeeds trips `WatcherSchedulerStalled` instead of staying invisible.
+    Reading `scheduler.is_leader` directly (rather than remembering `LeadershipChanged`
+    events) means the gauge cannot drift from the scheduler's own view.
+    """
+
+    def __init__(self, scheduler: Scheduler, metrics: Metrics, started_at: float) -> None:
+        self._scheduler = scheduler
+        self._metrics = metrics
+        self._started_at = started_at
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "watcher_scheduler_leader",
+            "1 while this replica holds the scheduler leadership lock, else 0.",
+            value=1 if self._scheduler.is_leader else 0,
+        )
+        interval = GaugeMetricFamily(
+            "watcher_scheduler_job_interval_seconds",
+            "How often the job is scheduled.",
+            labels=["job", "leader_only"],
+        )
+        last_success = GaugeMetricFamily(
+            "watcher_scheduler_job_last_success_timestamp_seconds",
+            "When the job last succeeded on this replica (process start if it has not yet).",
+            labels=["job"],
+        )
+        successes = self._metrics.job_last_success
+        for job in list(self._scheduler.jobs.values()):
+            interval.add_metric([job.name, str(job.leader_only).lower()], job.seconds)
+            last_success.add_metric([job.name], successes.get(job.name, self._started_at))
+        yield interval
+        yield last_success
+
+
+def pool_stats(services: Services) -> Callable[[], tuple[int, int, int]]:
+    """(in use, idle, max) from the engine's pool: counters in memory, no connection used."""
+    pool = services.engine.sync_engine.pool
+    maximum = services.settings.db_pool_size + services.settings.db_max_overflow
+
+    def read() -> tuple[int, int, int]:
+        in_use = getattr(pool, "checkedout", lambda: 0)()
+        idle = getattr(pool, "checkedin", lambda: 0)()
+        return in_use, idle, maximum
+
+    return read
+
+
+async def refresh_snapshot(services: Services, store: SnapshotStore) -> None:
+    async with transaction(services.engine) as conn:
+        store.current = await load_snapshot(conn, services.clock.now())
+
+
+def setup(services: Services) -> None:
+    """Register the families and the collector, subscribe to events, schedule the snapshot."""
+    metrics = Metrics(services.registry)
+    metrics.subscribe(services)
+    store = SnapshotStore()
+    registry = services.registry
+    registry.register(SchedulerCollector(services.scheduler, metrics, time.time()))
+    registry.register(SnapshotCollector(store, services.clock.now, pool_stats(services)))
+    ProcessCollector(registry=registry)  # process_* (CPU, memory, fds) for the health board
+    services.state["metrics"] = metrics
+    services.state["metrics_snapshot"] = store
+
+    async def snapshot_job() -> None:
+        await refresh_snapshot(services, store)
+
+    # Every replica keeps its own snapshot (not leader-only) so any of them can be scraped.
+    services.scheduler.add_job(
+        "metrics_snapshot",
+        snapshot_job,
+        seconds=services.settings.metrics_snapshot_interval_seconds,
+        leader_only=False,
+    )
+
+
+@router.get("/metrics", scope="read", summary="Prometheus metrics (text or OpenMetrics)")
+async def metrics_endpoint(request: Request) -> Response:
+    services = services_of(request)
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    # Rendering thousands of samples is CPU work: keep it off the event loop.
+    body = await asyncio.to_thread(encoder, services.registry)
+    return Response(body, media_type=content_type)

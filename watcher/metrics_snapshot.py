@@ -1,0 +1,552 @@
+"""Per-pipeline state for `/metrics`: loaded from PostgreSQL by a job, rendered from memory.
+
+Scrapes never touch the database. A scheduled job (`refresh`) runs a handful of indexed
+queries every `metrics_snapshot_interval_seconds`, turns the rows into a frozen `Snapshot`
+and swaps it into a `SnapshotStore`; `SnapshotCollector.collect()` renders whatever snapshot
+is current. Quantities that depend on "now" (freshness lag, age of the oldest running
+execution, snapshot age) are computed at collect time from the snapshot and the clock, so
+they keep moving between refreshes.
+
+Only active pipelines are in a snapshot: a pipeline that is deactivated or deleted loses
+all its series at the next refresh (inactive ones are only counted in `watcher_pipelines`).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from watcher import schema
+
+RuleSource = Literal["child", "parent"]
+DML_OPERATIONS = ("insert", "update", "soft_delete", "total")
+TIMELINESS_STATUSES = ("running", "completed")
+_PIPELINE_LABELS = ["pipeline", "pipeline_type"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A resolved freshness or timeliness rule: `number` `datepart`s, from child or parent."""
+
+    number: int
+    datepart: str
+    source: RuleSource
+
+    def seconds_from(self, start: datetime) -> float:
+        """Length of the rule's window starting at `start` (months and years vary)."""
+        return (add_datepart(start, self.number, self.datepart) - start).total_seconds()
+
+
+def add_datepart(moment: datetime, number: int, datepart: str) -> datetime:
+    """`moment` + `number` `datepart`s on the calendar (Jan 31 + 1 month = Feb 28/29)."""
+    fixed = {"minute": 60, "hour": 3600, "day": 86_400, "week": 604_800}
+    if datepart in fixed:
+        return moment + timedelta(seconds=fixed[datepart] * number)
+    months = number * (12 if datepart == "year" else 1)
+    if datepart not in ("month", "year"):
+        raise ValueError(f"unknown datepart {datepart!r}")
+    year, month0 = divmod(moment.month - 1 + months, 12)
+    year += moment.year
+    day = min(moment.day, calendar.monthrange(year, month0 + 1)[1])
+    return moment.replace(year=year, month=month0 + 1, day=day)
+
+
+def resolve_rule(
+    child: tuple[int | None, str | None],
+    parent: tuple[int | None, str | None],
+    *,
+    muted: bool,
+) -> Rule | None:
+    """The pipeline's own rule if complete, else its type's, else none; a mute wins (§5)."""
+    if muted:
+        return None
+    for (number, datepart), source in ((child, "child"), (parent, "parent")):
+        if number is not None and datepart is not None:
+            return Rule(number, datepart, source)  # type: ignore[arg-type]
+    return None
+
+
+def parse_watermark(value: str | None) -> tuple[float | None, float | None]:
+    """(number, unix timestamp) for a watermark that parses as one of them, else None."""
+    if value is None or not value.strip():
+        return None, None
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return (number, None) if math.isfinite(number) else (None, None)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            return None, None
+        moment = datetime(day.year, day.month, day.day)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return None, moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class LastExecution:
+    success: bool
+    start_date: datetime
+    end_date: datetime
+    duration_seconds: float | None
+    rows: Mapping[str, int | None]  # by DML operation
+    throughput: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyState:
+    metric: str
+    z_threshold: float
+    z_score: float | None  # latest result for the rule, None before the first evaluation
+    detected_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineState:
+    name: str
+    pipeline_type: str
+    last_execution: LastExecution | None = None
+    last_dml: datetime | None = None
+    freshness: Rule | None = None
+    timeliness: Rule | None = None
+    timeliness_threshold_seconds: float | None = None
+    running: int = 0
+    oldest_running_start: datetime | None = None
+    watermark: str | None = None
+    anomalies: tuple[AnomalyState, ...] = ()
+    timeliness_violations: Mapping[str, int] = field(default_factory=dict)
+    freshness_violations: int = 0
+    missed_runs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    taken_at: datetime
+    duration_seconds: float
+    pipelines: tuple[PipelineState, ...]
+    inactive_pipelines: int = 0
+
+
+class SnapshotStore:
+    """Holds the current snapshot; replaced whole, so a scrape never sees half an update."""
+
+    def __init__(self) -> None:
+        self.current: Snapshot | None = None
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _rule(row: Any, check: str) -> Rule | None:
+    return resolve_rule(
+        (row[f"{check}_number"], row[f"{check}_datepart"]),
+        (row[f"type_{check}_number"], row[f"type_{check}_datepart"]),
+        muted=row[f"mute_{check}_check"] or row[f"type_mute_{check}_check"],
+    )
+
+
+def _last_execution(row: Any) -> LastExecution | None:
+    if row is None:
+        return None
+    counts = ("inserts", "updates", "soft_deletes", "total_rows")
+    return LastExecution(
+        success=row["completed_successfully"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
+        duration_seconds=row["duration_seconds"],
+        rows={op: row[c] for op, c in zip(DML_OPERATIONS, counts, strict=True)},
+        throughput=row["throughput"],
+    )
+
+
+async def _pipeline_rows(conn: AsyncConnection) -> list[Any]:
+    p, t = schema.pipeline, schema.pipeline_type
+    columns = [p.c.id, p.c.name, t.c.name.label("pipeline_type"), p.c.watermark]
+    columns += [p.c.last_target_insert, p.c.last_target_update, p.c.last_target_soft_delete]
+    for check in ("freshness", "timeliness"):
+        columns += [p.c[f"{check}_number"], p.c[f"{check}_datepart"], p.c[f"mute_{check}_check"]]
+        columns += [
+            t.c[f"{check}_number"].label(f"type_{check}_number"),
+            t.c[f"{check}_datepart"].label(f"type_{check}_datepart"),
+            t.c[f"mute_{check}_check"].label(f"type_mute_{check}_check"),
+        ]
+    query = select(*columns).select_from(p.join(t)).where(p.c.active).order_by(p.c.id)
+    return list((await conn.execute(query)).mappings())
+
+
+async def _last_executions(conn: AsyncConnection) -> dict[int, Any]:
+    # Latest ended execution by start: walks ix_pipeline_execution_pipeline_id_start_date
+    # backwards per active pipeline instead of sorting the whole history.
+    p, e = schema.pipeline, schema.pipeline_execution
+    latest = (
+        select(e)
+        .where(e.c.pipeline_id == p.c.id, e.c.end_date.is_not(None))
+        .order_by(e.c.start_date.desc(), e.c.id.desc())
+        .limit(1)
+        .lateral()
+    )
+    query = select(latest).select_from(p.join(latest, true())).where(p.c.active)
+    return {row["pipeline_id"]: row for row in (await conn.execute(query)).mappings()}
+
+
+async def _running(conn: AsyncConnection) -> dict[int, tuple[int, datetime]]:
+    e = schema.pipeline_execution  # partial index ix_pipeline_execution_running
+    query = (
+        select(e.c.pipeline_id, func.count(), func.min(e.c.start_date))
+        .where(e.c.end_date.is_(None))
+        .group_by(e.c.pipeline_id)
+    )
+    return {pid: (n, oldest) for pid, n, oldest in await conn.execute(query)}
+
+
+async def _counts(conn: AsyncConnection, table: Any, *extra: Any) -> dict[Any, int]:
+    query = select(table.c.pipeline_id, *extra, func.count()).group_by(table.c.pipeline_id, *extra)
+    return {tuple(row[:-1]) if extra else row[0]: row[-1] for row in await conn.execute(query)}
+
+
+async def _anomaly_rows(conn: AsyncConnection) -> dict[int, list[Any]]:
+    rule, result = schema.anomaly_detection_rule, schema.anomaly_detection_result
+    latest = (
+        select(result.c.z_score)
+        .where(result.c.rule_id == rule.c.id)
+        .order_by(result.c.detected_at.desc(), result.c.id.desc())
+        .limit(1)
+        .lateral()
+    )
+    detected = (
+        select(result.c.rule_id, func.count().label("n"))
+        .where(result.c.is_anomaly)
+        .group_by(result.c.rule_id)
+        .subquery()
+    )
+    query = (
+        select(
+            rule.c.pipeline_id,
+            rule.c.metric_field,
+            rule.c.z_threshold,
+            latest.c.z_score,
+            func.coalesce(detected.c.n, 0).label("detected"),
+        )
+        .select_from(
+            rule.outerjoin(latest, true()).outerjoin(detected, detected.c.rule_id == rule.c.id)
+        )
+        .where(rule.c.active)
+        .order_by(rule.c.pipeline_id, rule.c.metric_field)
+    )
+    by_pipeline: dict[int, list[Any]] = defaultdict(list)
+    for row in (await conn.execute(query)).mappings():
+        by_pipeline[row["pipeline_id"]].append(row)
+    return by_pipeline
+
+
+async def load_snapshot(conn: AsyncConnection, now: datetime) -> Snapshot:
+    """Read every active pipeline's state in one transaction (`conn` is in it)."""
+    started = time.perf_counter()
+    pipelines = await _pipeline_rows(conn)
+    last = await _last_executions(conn)
+    running = await _running(conn)
+    timeliness = await _counts(
+        conn,
+        schema.timeliness_pipeline_execution_log,
+        schema.timeliness_pipeline_execution_log.c.execution_status,
+    )
+    freshness = await _counts(conn, schema.freshness_pipeline_log)
+    missed = await _counts(conn, schema.missed_run_log)
+    anomalies = await _anomaly_rows(conn)
+    p = schema.pipeline
+    inactive = (await conn.execute(select(func.count()).where(~p.c.active))).scalar_one()
+    states = tuple(
+        build_state(
+            row,
+            last=last.get(row["id"]),
+            running=running.get(row["id"], (0, None)),
+            timeliness_violations={
+                s: timeliness.get((row["id"], s), 0) for s in TIMELINESS_STATUSES
+            },
+            freshness_violations=freshness.get(row["id"], 0),
+            missed_runs=missed.get(row["id"], 0),
+            anomalies=anomalies.get(row["id"], ()),
+            now=now,
+        )
+        for row in pipelines
+    )
+    return Snapshot(now, time.perf_counter() - started, states, inactive)
+
+
+def build_state(
+    row: Mapping[str, Any],
+    *,
+    last: Mapping[str, Any] | None,
+    running: tuple[int, datetime | None],
+    timeliness_violations: Mapping[str, int],
+    freshness_violations: int,
+    missed_runs: int,
+    anomalies: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> PipelineState:
+    """One pipeline's state from its rows; pure, so the rule choices are testable alone."""
+    last_execution = _last_execution(last)
+    dml = [row[c] for c in ("last_target_insert", "last_target_update", "last_target_soft_delete")]
+    dml_times = [moment for moment in dml if moment is not None]
+    timeliness = _rule(row, "timeliness")
+    # The timeliness window starts when the execution it judges started: the oldest running
+    # one, else the last ended one (only month/year windows depend on where they start).
+    reference = running[1] or (last_execution.start_date if last_execution else now)
+    return PipelineState(
+        name=row["name"],
+        pipeline_type=row["pipeline_type"],
+        last_execution=last_execution,
+        last_dml=max(dml_times) if dml_times else None,
+        freshness=_rule(row, "freshness"),
+        timeliness=timeliness,
+        timeliness_threshold_seconds=timeliness.seconds_from(reference) if timeliness else None,
+        running=running[0],
+        oldest_running_start=running[1],
+        watermark=row["watermark"],
+        anomalies=tuple(
+            AnomalyState(a["metric_field"], a["z_threshold"], a["z_score"], a["detected"])
+            for a in anomalies
+        ),
+        timeliness_violations=dict(timeliness_violations),
+        freshness_violations=freshness_violations,
+        missed_runs=missed_runs,
+    )
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _gauge(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=[*_PIPELINE_LABELS, *extra])
+
+
+def _counter(name: str, doc: str, *extra: str) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=[*_PIPELINE_LABELS, *extra])
+
+
+class SnapshotCollector(Collector):
+    """Renders the current snapshot; `pool_stats` reads the connection pool (memory only)."""
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        now: Callable[[], datetime],
+        pool_stats: Callable[[], tuple[int, int, int]] | None = None,
+    ) -> None:
+        self._store = store
+        self._now = now
+        self._pool_stats = pool_stats
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._pool_families()
+        snapshot = self._store.current
+        if snapshot is None:
+            return
+        now = self._now()
+        yield from _snapshot_families(snapshot, now)
+        yield from _pipeline_families(snapshot.pipelines, now)
+
+    def _pool_families(self) -> Iterator[Metric]:
+        if self._pool_stats is None:
+            return
+        in_use, idle, maximum = self._pool_stats()
+        connections = GaugeMetricFamily(
+            "watcher_db_pool_connections",
+            "Database connections held by this replica's pool, by status.",
+            labels=["status"],
+        )
+        connections.add_metric(["in_use"], in_use)
+        connections.add_metric(["idle"], idle)
+        yield connections
+        yield GaugeMetricFamily(
+            "watcher_db_pool_max_connections",
+            "Most connections the pool may open (pool size + max overflow).",
+            value=maximum,
+        )
+
+
+def _snapshot_families(snapshot: Snapshot, now: datetime) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "watcher_metrics_snapshot_timestamp_seconds",
+        "When the per-pipeline snapshot behind the watcher_pipeline_* families was taken.",
+        value=snapshot.taken_at.timestamp(),
+    )
+    yield GaugeMetricFamily(
+        "watcher_metrics_snapshot_age_seconds",
+        "Age of the per-pipeline snapshot at scrape time.",
+        value=max(0.0, (now - snapshot.taken_at).total_seconds()),
+    )
+    yield GaugeMetricFamily(
+        "watcher_metrics_snapshot_duration_seconds",
+        "Time the last snapshot refresh spent querying PostgreSQL.",
+        value=snapshot.duration_seconds,
+    )
+    pipelines = GaugeMetricFamily(
+        "watcher_pipelines", "Pipelines known to Watcher, by status.", labels=["status"]
+    )
+    pipelines.add_metric(["active"], len(snapshot.pipelines))
+    pipelines.add_metric(["inactive"], snapshot.inactive_pipelines)
+    yield pipelines
+
+
+def _pipeline_families(states: Iterable[PipelineState], now: datetime) -> Iterator[Metric]:
+    f = _Families()
+    for state in states:
+        f.add(state, now)
+    yield from f.all()
+
+
+class _Families:
+    """Every per-pipeline family, filled one pipeline at a time."""
+
+    def __init__(self) -> None:
+        self.active = _gauge("watcher_pipeline_active", "1 for every active pipeline.")
+        self.success = _gauge(
+            "watcher_pipeline_last_execution_success",
+            "1 if the pipeline's latest ended execution succeeded, 0 if it failed.",
+        )
+        self.duration = _gauge(
+            "watcher_pipeline_last_execution_duration_seconds",
+            "Duration of the pipeline's latest ended execution.",
+        )
+        self.end = _gauge(
+            "watcher_pipeline_last_execution_end_timestamp_seconds",
+            "End time of the pipeline's latest ended execution.",
+        )
+        self.rows = _gauge(
+            "watcher_pipeline_last_execution_rows",
+            "Rows reported by the latest ended execution, by DML operation.",
+            "operation",
+        )
+        self.throughput = _gauge(
+            "watcher_pipeline_last_execution_throughput_rows_per_second",
+            "Throughput (total rows / duration) of the latest ended execution.",
+        )
+        self.last_dml = _gauge(
+            "watcher_pipeline_last_dml_timestamp_seconds",
+            "Latest insert, update or soft delete the pipeline reported on its target.",
+        )
+        self.lag = _gauge(
+            "watcher_pipeline_freshness_lag_seconds",
+            "Seconds since the pipeline's last DML (compare with the freshness threshold).",
+        )
+        self.freshness = _gauge(
+            "watcher_pipeline_freshness_threshold_seconds",
+            "Freshness rule in seconds (pipeline rule = child, type rule = parent); absent "
+            "when muted or no rule.",
+            "rule_source",
+        )
+        self.running = _gauge(
+            "watcher_pipeline_running_executions", "Executions started and not ended."
+        )
+        self.oldest = _gauge(
+            "watcher_pipeline_oldest_running_execution_age_seconds",
+            "Age of the pipeline's oldest running execution.",
+        )
+        self.timeliness = _gauge(
+            "watcher_pipeline_timeliness_threshold_seconds",
+            "Timeliness rule in seconds (child or parent); absent when muted or no rule.",
+            "rule_source",
+        )
+        self.watermark = _gauge(
+            "watcher_pipeline_watermark", "The stored watermark, when it is a number."
+        )
+        self.watermark_ts = _gauge(
+            "watcher_pipeline_watermark_timestamp_seconds",
+            "The stored watermark, when it is a date or timestamp.",
+        )
+        self.z_score = _gauge(
+            "watcher_pipeline_anomaly_z_score",
+            "z-score of the latest anomaly evaluation, per pipeline and metric.",
+            "metric",
+        )
+        self.z_threshold = _gauge(
+            "watcher_pipeline_anomaly_z_threshold",
+            "z-score threshold of the active anomaly rule, per pipeline and metric.",
+            "metric",
+        )
+        self.anomalies = _counter(
+            "watcher_pipeline_anomalies_detected_total",
+            "Anomalies detected (stored results outside the bounds), per metric.",
+            "metric",
+        )
+        self.timeliness_violations = _counter(
+            "watcher_pipeline_timeliness_violations_total",
+            "Overdue executions logged by the timeliness check, by status.",
+            "status",
+        )
+        self.freshness_violations = _counter(
+            "watcher_pipeline_freshness_violations_total",
+            "Stale last-DML times logged by the freshness check.",
+        )
+        self.missed_runs = _counter(
+            "watcher_pipeline_missed_runs_total", "Scheduled runs that never started."
+        )
+
+    def add(self, s: PipelineState, now: datetime) -> None:
+        labels = [s.name, s.pipeline_type]
+        self.active.add_metric(labels, 1)
+        self._add_last_execution(labels, s.last_execution)
+        if s.last_dml is not None:
+            self.last_dml.add_metric(labels, s.last_dml.timestamp())
+            self.lag.add_metric(labels, (now - s.last_dml).total_seconds())
+            if s.freshness is not None:
+                seconds = s.freshness.seconds_from(s.last_dml)
+                self.freshness.add_metric([*labels, s.freshness.source], seconds)
+        self.running.add_metric(labels, s.running)
+        if s.oldest_running_start is not None:
+            age = (now - s.oldest_running_start).total_seconds()
+            self.oldest.add_metric(labels, age)
+        if s.timeliness is not None and s.timeliness_threshold_seconds is not None:
+            self.timeliness.add_metric(
+                [*labels, s.timeliness.source], s.timeliness_threshold_seconds
+            )
+        number, moment = parse_watermark(s.watermark)
+        if number is not None:
+            self.watermark.add_metric(labels, number)
+        if moment is not None:
+            self.watermark_ts.add_metric(labels, moment)
+        for a in s.anomalies:
+            self.z_threshold.add_metric([*labels, a.metric], a.z_threshold)
+            self.anomalies.add_metric([*labels, a.metric], a.detected_total)
+            if a.z_score is not None:
+                self.z_score.add_metric([*labels, a.metric], a.z_score)
+        for status in TIMELINESS_STATUSES:
+            count = s.timeliness_violations.get(status, 0)
+            self.timeliness_violations.add_metric([*labels, status], count)
+        self.freshness_violations.add_metric(labels, s.freshness_violations)
+        self.missed_runs.add_metric(labels, s.missed_runs)
+
+    def _add_last_execution(self, labels: list[str], last: LastExecution | None) -> None:
+        if last is None:
+            return
+        self.success.add_metric(labels, 1 if last.success else 0)
+        self.end.add_metric(labels, last.end_date.timestamp())
+        if last.duration_seconds is not None:
+            self.duration.add_metric(labels, last.duration_seconds)
+        for operation, value in last.rows.items():
+            if value is not None:
+                self.rows.add_metric([*labels, operation], value)
+        if last.throughput is not None:
+            self.throughput.add_metric(labels, last.throughput)
+
+    def all(self) -> Iterator[Metric]:
+        yield from (v for v in vars(self).values() if isinstance(v, Metric))
