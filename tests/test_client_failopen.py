@@ -185,3 +185,42 @@ async def test_the_async_track_fails_open_too(
 
         assert await load() == "loaded"
     assert len(warned(warnings)) == 1
+
+
+async def test_the_async_track_skips_inactive_pipelines_and_records_failures(
+    mock: respx.MockRouter,
+) -> None:
+    async def sleep(seconds: float) -> None:
+        pass
+
+    synced = mock.post("/pipeline").mock(
+        side_effect=[
+            httpx.Response(200, json={**SYNCED, "active": False}),
+            httpx.Response(200, json={**SYNCED, "active": False}),
+            httpx.Response(200, json=SYNCED),
+        ]
+    )
+    mock.post("/start_pipeline_execution").mock(return_value=httpx.Response(201, json={"id": 3}))
+    end = mock.post("/end_pipeline_execution").mock(return_value=httpx.Response(204))
+    async with AsyncWatcherClient(URL, sleep=sleep, env={}) as client:
+        async with client.track("orders", "extract") as run:
+            assert run.watermark  # raises PipelineInactive, swallowed by the block
+            pytest.fail("not reached")
+        calls = []
+
+        @client.track("orders", "extract")
+        async def job() -> str:
+            calls.append(1)
+            return "ran"
+
+        assert (run.skipped, await job(), calls) == (True, None, [])
+        with pytest.raises(RuntimeError, match="disk full"):
+            async with client.track("orders", "extract"):
+                raise RuntimeError("disk full")
+    assert synced.call_count == 3
+    body = json.loads(end.calls[0].request.content)
+    assert body["completed_successfully"] is False
+    assert body["execution_metadata"] == {
+        "error_type": "RuntimeError",
+        "error_message": "disk full",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from datetime import UTC, date, datetime
@@ -10,7 +11,13 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from watcher.client import RetryPolicy, ServiceUnavailable, WatcherUnavailable
+from watcher.client import (
+    AsyncWatcherClient,
+    RetryPolicy,
+    ServiceUnavailable,
+    WatcherClient,
+    WatcherUnavailable,
+)
 from watcher.client._errors import ValidationError, error_for_status
 from watcher.client._http import Settings, encode, parse_retry_after, watermark_text
 
@@ -95,3 +102,18 @@ def test_watermarks_are_sent_as_text() -> None:
 def test_odd_metadata_values_are_encoded_as_text_not_rejected() -> None:
     body = json.loads(encode({"when": NOW, "amount": Decimal("1.5"), "tags": ("a",)}))
     assert body == {"when": "2026-01-01T12:00:00+00:00", "amount": "1.5", "tags": ["a"]}
+
+
+def public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in vars(cls).items()
+        if callable(member) and not name.startswith("_") and name not in {"close", "aclose"}
+    }
+
+
+def test_the_async_client_mirrors_the_sync_client_method_for_method() -> None:
+    sync, asynchronous = public_methods(WatcherClient), public_methods(AsyncWatcherClient)
+    assert sync.keys() == asynchronous.keys()
+    for name, signature in sync.items():
+        assert list(signature.parameters) == list(asynchronous[name].parameters), name
