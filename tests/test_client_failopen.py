@@ -224,3 +224,14 @@ async def test_the_async_track_skips_inactive_pipelines_and_records_failures(
         "error_type": "RuntimeError",
         "error_message": "disk full",
     }
+
+
+def test_a_malformed_answer_fails_open_too(
+    client: WatcherClient, mock: respx.MockRouter, warnings: pytest.LogCaptureFixture
+) -> None:
+    mock.post("/pipeline").mock(return_value=httpx.Response(200, json=SYNCED))
+    mock.post("/start_pipeline_execution").mock(return_value=httpx.Response(200, json=["?"]))
+    with client.track("orders", "extract") as run:
+        pass
+    assert not run.tracked
+    assert "expected an object with an integer id" in warned(warnings)[0]

@@ -28,7 +28,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from watcher.client._errors import PipelineInactive, ServerError, WatcherError, WatcherUnavailable
+from watcher.client._errors import (
+    InvalidResponse,
+    PipelineInactive,
+    ServerError,
+    WatcherError,
+    WatcherUnavailable,
+)
 from watcher.client._http import compact, pipeline_body, start_body, watermark_text
 from watcher.client._models import JSON, Address, Watermark
 
@@ -165,10 +171,10 @@ def opening(run: BaseRun) -> Steps:
         body["next_watermark"] = run._next_watermark
     try:
         synced = yield ("POST", "/pipeline", body)
+        run.pipeline_id = _id(synced)
     except WatcherError as error:
         run.fail_open(error, "syncing the pipeline")
         return
-    run.pipeline_id = synced["id"]
     run._watermark = synced.get("watermark")
     run.load_lineage = synced.get("load_lineage")
     if not synced.get("active", True):
@@ -193,11 +199,9 @@ def opening(run: BaseRun) -> Steps:
         run.run_id,
     )
     try:
-        started = yield ("POST", "/start_pipeline_execution", start)
+        run.execution_id = _id((yield ("POST", "/start_pipeline_execution", start)))
     except WatcherError as error:
         run.fail_open(error, "starting the execution")
-        return
-    run.execution_id = started["id"]
 
 
 def closing(run: BaseRun, error: BaseException | None) -> Steps:
@@ -208,6 +212,13 @@ def closing(run: BaseRun, error: BaseException | None) -> Steps:
         yield ("POST", "/end_pipeline_execution", run.end_body(error))
     except WatcherError as failure:
         run.fail_open(failure, "ending the execution")
+
+
+def _id(answer: Any) -> int:
+    # A malformed answer must fail open like any other Watcher trouble, not crash the pipeline.
+    if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
+        raise InvalidResponse(f"expected an object with an integer id, got {answer!r:.200}")
+    return answer["id"]
 
 
 def _lineage_body(run: BaseRun) -> JSON:
