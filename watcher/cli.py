@@ -36,9 +36,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = load_settings(**overrides)
     setup_logging(settings.log_level, settings.log_json)
+    from watcher.auth import insecure_bind_refusal
+
+    if (refusal := insecure_bind_refusal(settings)) is not None:
+        print(f"watcher: {refusal}", file=sys.stderr)
+        return 2
     url, embedded = database_url(settings)
     try:
         migrate.upgrade(url)
+        _hint_first_token(settings, url)
         app = create_app(settings, database_url=url)
         print(f"watcher: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
         uvicorn.run(
@@ -53,6 +59,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()  # type: ignore[attr-defined]
     return 0
+
+
+def _hint_first_token(settings: Settings, url: str) -> None:
+    """With auth on and no live token, say how to create the first admin token."""
+    if not settings.auth_enabled:
+        return
+    import asyncio
+
+    from watcher.auth import FIRST_TOKEN_HINT, count_live_tokens
+    from watcher.database import create_engine
+
+    async def count() -> int:
+        engine = create_engine(url, settings)
+        try:
+            async with engine.connect() as conn:
+                return await count_live_tokens(conn)
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(count()) == 0:
+        print(FIRST_TOKEN_HINT, file=sys.stderr)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -87,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Functions `register(subparsers)` adding further commands (checks, listings, tokens…).
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def _register_tokens(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from watcher.tokens import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_register_tokens)
 
 
 def main(argv: list[str] | None = None) -> int:
