@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 
@@ -26,6 +27,10 @@ def database_url(settings: Settings) -> tuple[str, object | None]:
     return embedded.url, embedded
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -42,6 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"watcher: {refusal}", file=sys.stderr)
         return 2
     url, embedded = database_url(settings)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; exit through
+    # Python instead of dying on it, so `finally` stops the embedded PostgreSQL server.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         migrate.upgrade(url)
         _hint_first_token(settings, url)
