@@ -224,6 +224,7 @@ def test_strict_raises_what_watcher_rejects_and_fail_open_warns_instead(
 def test_every_read_and_write_route_answers(watcher: WatcherClient) -> None:
     assert watcher.heartbeat() == {"status": "ok"}
     assert watcher.health()["status"] == "ok"
+    assert "watcher_" in watcher.metrics()
     kind = watcher.create_pipeline_type("extract", freshness_number=1, freshness_datepart="day")
     assert watcher.get_pipeline_type(kind["id"])["freshness_datepart"] == "day"
     assert watcher.update_pipeline_type("extract", mute_freshness_check=True)[
