@@ -18,14 +18,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watcher import (
     addresses,
+    anomalies,
     auth,
+    cleanup,
     executions,
+    freshness,
     health,
     lineage,
     metrics,
+    missed_runs,
     openapi,
     pipeline_types,
     pipelines,
+    timeliness,
 )
 from watcher.clock import Clock
 from watcher.config import Settings
@@ -33,6 +38,7 @@ from watcher.database import create_engine, is_outage
 from watcher.errors import Unauthorized, Unavailable, WatcherError
 from watcher.events import Events
 from watcher.logs import RequestLogMiddleware
+from watcher.profiling import ProfilingMiddleware
 from watcher.routing import JSONResponse, Operation
 from watcher.scheduler import Scheduler
 from watcher.services import Services
@@ -50,6 +56,11 @@ FEATURES: tuple[ModuleType, ...] = (
     addresses,
     lineage,
     metrics,
+    timeliness,
+    freshness,
+    missed_runs,
+    anomalies,
+    cleanup,
 )
 
 
@@ -161,12 +172,15 @@ def create_app(
 
     routes: list[BaseRoute] = [op.route() for op in operations()]
     routes += openapi.routes(operations)
+    middleware = [
+        Middleware(RequestLogMiddleware, events=events),
+        Middleware(ErrorMiddleware, retry_after=settings.retry_after_seconds),
+    ]
+    if settings.profiling:
+        middleware.append(Middleware(ProfilingMiddleware))
     app = Starlette(
         routes=routes,
-        middleware=[
-            Middleware(RequestLogMiddleware, events=events),
-            Middleware(ErrorMiddleware, retry_after=settings.retry_after_seconds),
-        ],
+        middleware=middleware,
         exception_handlers={HTTPException: _http_exception, WatcherError: _watcher_error},
         lifespan=lifespan,
     )

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 
 from watcher import __version__
-from watcher.routing import Reply, Router
+from watcher.routing import JSONResponse, Router
 from watcher.services import services_of
 
 router = Router("health")
@@ -22,7 +22,7 @@ async def heartbeat(request: Request) -> dict[str, str]:
 
 
 @router.get("/health", scope="public", responses={503: "not ready"})
-async def health(request: Request) -> Reply:
+async def health(request: Request) -> JSONResponse:
     """Readiness: database reachable and scheduler state; 503 when not ready."""
     services = services_of(request)
     database: dict[str, Any] = {"status": "ok"}
@@ -45,5 +45,7 @@ async def health(request: Request) -> Reply:
             "jobs": sorted(scheduler.jobs),
         },
     }
-    headers_status = 200 if ready else 503
-    return Reply(body, headers_status)
+    if ready:
+        return JSONResponse(body)
+    retry_after = str(services.settings.retry_after_seconds)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": retry_after})
