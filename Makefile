@@ -35,5 +35,10 @@ format: install
 migrate: install
 	$(BIN)/watcher migrate
 
+## Prometheus (:9090) + Alertmanager (:9093) from the local binaries against a running
+## Watcher on 127.0.0.1:8000 (see scripts/stack.py --help for tokens, Slack, intervals).
+stack: install
+	$(BIN)/python scripts/stack.py $(STACK_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

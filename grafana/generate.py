@@ -216,7 +216,12 @@ def overview() -> Dashboard:
             ),
             Panel(
                 "Pipelines whose last execution failed",
-                [(f"count(watcher_pipeline_last_execution_success{{{PIPE}}} == 0) or vector(0)", "")],
+                [
+                    (
+                        f"count(watcher_pipeline_last_execution_success{{{PIPE}}} == 0) or vector(0)",
+                        "",
+                    )
+                ],
                 kind="stat",
                 width=6,
                 height=4,
@@ -626,7 +631,10 @@ def health() -> Dashboard:
             Panel(
                 "Pool connections",
                 [
-                    ("sum by (instance, status) (watcher_db_pool_connections)", "{{instance}} {{status}}"),
+                    (
+                        "sum by (instance, status) (watcher_db_pool_connections)",
+                        "{{instance}} {{status}}",
+                    ),
                     ("sum by (instance) (watcher_db_pool_max_connections)", "{{instance}} max"),
                 ],
                 width=8,
@@ -777,9 +785,7 @@ def daily_report() -> Dashboard:
         ],
         panels=[
             Panel("Executions per day", [(DAILY_SQL, "")], kind="barchart", sql=True, width=8),
-            Panel(
-                "Error % per day", [(ERRORS_SQL, "")], kind="timeseries", sql=True, width=8
-            ),
+            Panel("Error % per day", [(ERRORS_SQL, "")], kind="timeseries", sql=True, width=8),
             Panel("DML rows per day", [(DML_SQL, "")], kind="barchart", sql=True, width=8),
             Panel("Daily report", [(REPORT_SQL, "")], kind="table", sql=True, width=24, height=14),
         ],
