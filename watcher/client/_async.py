@@ -27,6 +27,7 @@ from watcher.client._models import (
     LineageCreated,
     LineageGraph,
     Pipeline,
+    PipelineConfig,
     PipelineFields,
     PipelineSync,
     PipelineType,
@@ -146,7 +147,7 @@ class AsyncWatcherClient:
         sources: Sequence[Address] = (),
         targets: Sequence[Address] = (),
         strict: bool | None = None,
-        **config: Unpack[PipelineFields],
+        **config: Unpack[PipelineConfig],
     ) -> AsyncTrack:
         """Record a run of pipeline `name`: a context manager and a decorator (see README)."""
         spec = Spec(

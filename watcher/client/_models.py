@@ -43,9 +43,12 @@ class PipelineTypeFields(RuleFields, total=False):
     group_name: str | None
 
 
-class PipelineFields(RuleFields, total=False):
-    next_watermark: Watermark | None
+class PipelineConfig(RuleFields, total=False):
     pipeline_metadata: JSON | None
+
+
+class PipelineFields(PipelineConfig, total=False):
+    next_watermark: Watermark | None
 
 
 class PipelineUpdate(PipelineFields, total=False):

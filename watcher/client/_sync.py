@@ -27,6 +27,7 @@ from watcher.client._models import (
     LineageCreated,
     LineageGraph,
     Pipeline,
+    PipelineConfig,
     PipelineFields,
     PipelineSync,
     PipelineType,
@@ -144,7 +145,7 @@ class WatcherClient:
         sources: Sequence[Address] = (),
         targets: Sequence[Address] = (),
         strict: bool | None = None,
-        **config: Unpack[PipelineFields],
+        **config: Unpack[PipelineConfig],
     ) -> Track:
         """Record a run of pipeline `name`: a context manager and a decorator (see README)."""
         spec = Spec(

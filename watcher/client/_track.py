@@ -11,10 +11,10 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack
 
 from watcher.client._errors import PipelineInactive, WatcherError
-from watcher.client._models import Address, Watermark
+from watcher.client._models import Address, PipelineConfig, Watermark
 from watcher.client._run import BaseRun, Spec, Steps, closing, opening
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Run(BaseRun):
         sources: Sequence[Address] = (),
         targets: Sequence[Address] = (),
         strict: bool | None = None,
-        **config: Any,
+        **config: Unpack[PipelineConfig],
     ) -> Track:
         """A nested run (same pipeline type unless given) whose execution carries parent_id."""
         spec = self._child_spec(
@@ -61,7 +61,7 @@ class Run(BaseRun):
             sources=sources,
             targets=targets,
             strict=strict,
-            config=config,
+            config=dict(config),
         )
         return Track(self.client, spec, parent=self)
 
@@ -156,7 +156,7 @@ class AsyncRun(BaseRun):
         sources: Sequence[Address] = (),
         targets: Sequence[Address] = (),
         strict: bool | None = None,
-        **config: Any,
+        **config: Unpack[PipelineConfig],
     ) -> AsyncTrack:
         """A nested run (same pipeline type unless given) whose execution carries parent_id."""
         spec = self._child_spec(
@@ -166,7 +166,7 @@ class AsyncRun(BaseRun):
             sources=sources,
             targets=targets,
             strict=strict,
-            config=config,
+            config=dict(config),
         )
         return AsyncTrack(self.client, spec, parent=self)
 
