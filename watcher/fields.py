@@ -100,10 +100,36 @@ def check_datepart(value: str | None, loc: str) -> None:
         raise ValueError(f"{loc} must be one of {', '.join(DATEPARTS)}")
 
 
+def _find_nul(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a NUL character, which PostgreSQL's
+    text and jsonb cannot store."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return where
+            if (found := _find_nul(item, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _find_nul(item, f"{path}.{index}" if path else str(index))) is not None:
+                return found
+    return None
+
+
 class Body(BaseModel):
     """Request bodies: unknown fields are ignored (the original's examples send some)."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        if (where := _find_nul(data, "")) is not None:
+            raise ValueError(f"{where}: must not contain NUL characters")
+        return data
 
 
 class RuleFields(Body):
