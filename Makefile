@@ -35,6 +35,12 @@ format: install
 migrate: install
 	$(BIN)/watcher migrate
 
+## The benchmark (benchmarks/RESULTS.md): embedded PostgreSQL unless WATCHER_DATABASE_URL is
+## set; BENCH_ARGS=--quick for a ~3 minute run, --profile to py-spy the server.
+bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 ## Prometheus (:9090) + Alertmanager (:9093) from the local binaries against a running
 ## Watcher on 127.0.0.1:8000 (see scripts/stack.py --help for tokens, Slack, intervals).
 stack: install

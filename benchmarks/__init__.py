@@ -1,0 +1,1 @@
+"""Watcher's reproducible benchmark: `python -m benchmarks.run` (or `make bench`)."""
