@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.check_helpers import make_pipeline, patch_pipeline, patch_type, run, start
+from tests.conftest import LiveServer
+from watcher.timeliness import judge
+
+MINUTE = timedelta(minutes=1)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    r = client.post("/timeliness", json=body)
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["status"] == "completed"
+    return result
+
+
+def by_execution(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {f["pipeline_execution_id"]: f for f in result["findings"]}
+
+
+def test_a_running_execution_past_its_threshold_is_overdue_once(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p", timeliness_number=5, timeliness_datepart="minute")
+    eid = start(client, pid, now() - 2 * MINUTE)
+    assert check(client)["findings"] == []
+    live.clock.advance(4 * MINUTE)
+    first = by_execution(check(client))[eid]
+    assert first["execution_status"] == "running" and first["newly_logged"] is True
+    assert first["seconds_threshold"] == 300 and first["duration_seconds"] > 300
+    assert first["used_child_config"] is True
+    again = check(client)
+    assert again["new_findings"] == 0 and by_execution(again)[eid]["newly_logged"] is False
+    rows = live.sql("SELECT * FROM timeliness_pipeline_execution_log")
+    assert len(rows) == 1
+    assert rows[0]["execution_status"] == "running" and rows[0]["timely_datepart"] == "minute"
+
+
+def test_completed_late_is_overdue_on_time_and_failed_are_not(client: httpx.Client) -> None:
+    pid = make_pipeline(client, "p", timeliness_number=10, timeliness_datepart="minute")
+    t = now() - 30 * MINUTE
+    late = run(client, pid, t, t + 11 * MINUTE)
+    on_time = run(client, pid, t, t + 10 * MINUTE)  # end == deadline: not past it
+    failed = run(client, pid, t, t + 20 * MINUTE, ok=False)
+    found = by_execution(check(client))
+    assert set(found) == {late}
+    assert found[late]["execution_status"] == "completed"
+    assert found[late]["duration_seconds"] == 660
+    assert on_time not in found and failed not in found
+
+
+def test_the_type_rule_applies_when_the_pipeline_has_none(client: httpx.Client) -> None:
+    pid = make_pipeline(client, "p", type_name="batch")
+    patch_type(client, "batch", timeliness_number=1, timeliness_datepart="hour")
+    t = now() - 59 * MINUTE
+    late = run(client, pid, t, t + 61 * MINUTE)
+    finding = by_execution(check(client))[late]
+    assert finding["used_child_config"] is False and finding["timely_datepart"] == "hour"
+    assert finding["seconds_threshold"] == 3600
+
+
+def test_mutes_and_inactive_pipelines_are_skipped(client: httpx.Client) -> None:
+    rule = {"timeliness_number": 5, "timeliness_datepart": "minute"}
+    muted_type = make_pipeline(client, "a", type_name="quiet", **rule)
+    patch_type(client, "quiet", mute_timeliness_check=True)
+    muted = make_pipeline(client, "b", **rule)
+    patch_pipeline(client, "b", mute_timeliness_check=True)
+    inactive = make_pipeline(client, "c", **rule)
+    patch_pipeline(client, "c", active=False)
+    loud = make_pipeline(client, "d", **rule)
+    for pid in (muted_type, muted, inactive, loud):
+        start(client, pid, now() - 10 * MINUTE)
+    found = check(client)["findings"]
+    assert [f["pipeline_id"] for f in found] == [loud]
+
+
+def test_finished_executions_outside_the_lookback_are_not_judged_but_running_ones_are(
+    client: httpx.Client,
+) -> None:
+    pid = make_pipeline(client, "p", timeliness_number=1, timeliness_datepart="hour")
+    t = now() - 5 * 60 * MINUTE
+    old_late = run(client, pid, t, t + 2 * 60 * MINUTE)
+    stuck = start(client, pid, t)
+    found = by_execution(check(client, lookback_minutes=60))
+    assert set(found) == {stuck}
+    assert old_late in by_execution(check(client, lookback_minutes=6 * 60))
+
+
+def test_lookback_below_five_minutes_is_refused(client: httpx.Client) -> None:
+    assert client.post("/timeliness", json={"lookback_minutes": 4}).status_code == 422
+
+
+def row(start: datetime, end: datetime | None, number: int, datepart: str) -> dict[str, Any]:
+    return {
+        "id": 1,
+        "pipeline_id": 1,
+        "pipeline_name": "p",
+        "start_date": start,
+        "end_date": end,
+        "completed_successfully": None if end is None else True,
+        "timeliness_number": number,
+        "timeliness_datepart": datepart,
+    }
+
+
+JAN31 = datetime(2024, 1, 31, 12, tzinfo=UTC)
+FEB29 = datetime(2024, 2, 29, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("number", "datepart", "deadline"),
+    [
+        (30, "minute", JAN31 + 30 * MINUTE),
+        (3, "hour", JAN31 + timedelta(hours=3)),
+        (2, "day", JAN31 + timedelta(days=2)),
+        (1, "week", JAN31 + timedelta(weeks=1)),
+        (1, "month", FEB29),
+        (1, "year", datetime(2025, 1, 31, 12, tzinfo=UTC)),
+    ],
+)
+def test_the_deadline_instant_itself_is_on_time(
+    number: int, datepart: str, deadline: datetime
+) -> None:
+    tick = timedelta(microseconds=1)
+    assert judge(row(JAN31, None, number, datepart), deadline) is None
+    running = judge(row(JAN31, None, number, datepart), deadline + tick)
+    assert running is not None and running.execution_status == "running"
+    assert judge(row(JAN31, deadline, number, datepart), deadline + timedelta(days=400)) is None
+    done = judge(row(JAN31, deadline + tick, number, datepart), deadline + tick)
+    assert done is not None and done.execution_status == "completed"
+    assert done.seconds_threshold == (deadline - JAN31).total_seconds()

@@ -1,0 +1,178 @@
+"""Log cleanup: delete history older than the retention, in committed batches.
+
+cutoff = midnight UTC of (today − retention_days), retention ≥ 90 days. In FK-safe order,
+each batch its own transaction (a long cleanup never holds locks for long, and an interrupted
+one keeps what it did):
+1. freshness, timeliness and missed-run logs created before the cutoff (created_at indexes);
+2. anomaly results detected before the cutoff (detected_at index);
+3. executions started before the cutoff (start_date index), each batch with its closure rows
+   and the logs/results still pointing at those executions, then the executions themselves
+   (children keep existing with parent_id set null by the foreign key).
+Re-running with the same cutoff finds nothing more to delete.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+
+from watcher.database import transaction
+from watcher.fields import Body
+from watcher.routing import Router
+from watcher.services import Services, services_of
+
+log = logging.getLogger("watcher.cleanup")
+router = Router("checks")
+
+MAX_BATCHES_PER_TABLE = 1_000_000
+
+
+class CleanupRequest(Body):
+    retention_days: int = Field(ge=90, le=36_500)
+    batch_size: int = Field(default=10_000, ge=1, le=100_000)
+
+
+# (table, timestamp column): deleted by their own age, before executions.
+LOGS = (
+    ("freshness_pipeline_log", "created_at"),
+    ("timeliness_pipeline_execution_log", "created_at"),
+    ("missed_run_log", "created_at"),
+    ("anomaly_detection_result", "detected_at"),
+)
+
+DELETE_EXECUTIONS = text("""
+WITH batch AS (
+    SELECT id FROM pipeline_execution WHERE start_date < :cutoff ORDER BY start_date LIMIT :n
+),
+closure AS (
+    DELETE FROM pipeline_execution_closure c USING batch
+    WHERE c.descendant_id = batch.id OR c.ancestor_id = batch.id RETURNING 1
+),
+timeliness AS (
+    DELETE FROM timeliness_pipeline_execution_log l USING batch
+    WHERE l.pipeline_execution_id = batch.id RETURNING 1
+),
+results AS (
+    DELETE FROM anomaly_detection_result r USING batch
+    WHERE r.pipeline_execution_id = batch.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM closure) AS closure,
+       (SELECT count(*) FROM timeliness) AS timeliness,
+       (SELECT count(*) FROM results) AS results,
+       ARRAY(SELECT id FROM batch) AS ids
+""")
+
+
+def cutoff_for(now: datetime, retention_days: int) -> datetime:
+    return datetime.combine(
+        now.astimezone(UTC).date() - timedelta(days=retention_days), time(), UTC
+    )
+
+
+def _delete_log_sql(table: str, column: str) -> Any:
+    return text(
+        f"DELETE FROM {table} WHERE id IN "
+        f"(SELECT id FROM {table} WHERE {column} < :cutoff LIMIT :n)"
+    )
+
+
+async def _delete_logs(
+    engine: AsyncEngine, table: str, column: str, cutoff: datetime, n: int
+) -> int:
+    statement = _delete_log_sql(table, column)
+    total = 0
+    for _ in range(MAX_BATCHES_PER_TABLE):
+        async with transaction(engine) as conn:
+            deleted = (await conn.execute(statement, {"cutoff": cutoff, "n": n})).rowcount
+        total += deleted
+        if deleted:
+            log.info("cleanup batch", extra={"table": table, "deleted": deleted, "total": total})
+        if deleted < n:
+            break
+    return total
+
+
+async def _delete_executions(engine: AsyncEngine, cutoff: datetime, n: int) -> dict[str, int]:
+    counts = dict.fromkeys(
+        (
+            "pipeline_execution_closure",
+            "timeliness_pipeline_execution_log",
+            "anomaly_detection_result",
+            "pipeline_execution",
+        ),
+        0,
+    )
+    for _ in range(MAX_BATCHES_PER_TABLE):
+        async with transaction(engine) as conn:
+            row = (await conn.execute(DELETE_EXECUTIONS, {"cutoff": cutoff, "n": n})).one()
+            deleted = 0
+            if row.ids:
+                deleted = (
+                    await conn.execute(
+                        text("DELETE FROM pipeline_execution WHERE id = ANY(:ids)"),
+                        {"ids": list(row.ids)},
+                    )
+                ).rowcount
+        counts["pipeline_execution_closure"] += row.closure
+        counts["timeliness_pipeline_execution_log"] += row.timeliness
+        counts["anomaly_detection_result"] += row.results
+        counts["pipeline_execution"] += deleted
+        if deleted:
+            log.info(
+                "cleanup batch",
+                extra={
+                    "table": "pipeline_execution",
+                    "deleted": deleted,
+                    "total": counts["pipeline_execution"],
+                },
+            )
+        if len(row.ids) < n:
+            break
+    return counts
+
+
+async def cleanup(
+    engine: AsyncEngine, now: datetime, retention_days: int, batch_size: int
+) -> dict[str, Any]:
+    cutoff = cutoff_for(now, retention_days)
+    deleted: dict[str, int] = {}
+    for table, column in LOGS:
+        deleted[table] = await _delete_logs(engine, table, column, cutoff, batch_size)
+    for table, count in (await _delete_executions(engine, cutoff, batch_size)).items():
+        deleted[table] = deleted.get(table, 0) + count
+    log.info("cleanup finished", extra={"cutoff": cutoff.isoformat(), **deleted})
+    return {
+        "status": "completed",
+        "retention_days": retention_days,
+        "cutoff": cutoff,
+        "deleted": deleted,
+    }
+
+
+@router.post("/log_cleanup", scope="admin", body=CleanupRequest)
+async def log_cleanup(request: Request, body: CleanupRequest) -> dict[str, Any]:
+    """Delete logs, results and executions older than retention_days (≥ 90), in batches."""
+    services = services_of(request)
+    return await cleanup(
+        services.engine, services.clock.now(), body.retention_days, body.batch_size
+    )
+
+
+def setup(services: Services) -> None:
+    settings = services.settings
+    retention = settings.log_cleanup_retention_days
+    if retention is None:
+        return
+
+    async def job() -> None:
+        await cleanup(
+            services.engine, services.clock.now(), retention, settings.log_cleanup_batch_size
+        )
+
+    services.scheduler.add_job("log_cleanup", job, seconds=settings.log_cleanup_interval_seconds)

@@ -1,0 +1,185 @@
+"""Missed runs: a scheduled pipeline that did not start when its cron said it would.
+
+The original Watcher only judges executions that exist, so a pipeline that never starts is
+invisible to it. Here a pipeline (or its type) may carry a cron `schedule` with a
+`schedule_timezone` (default UTC) and a `schedule_grace_seconds` (default 0); see
+`rules.resolve_schedule` for child/parent resolution. For each active, unmuted, scheduled
+pipeline, with one frozen `now`:
+
+1. expected_at = the latest fire time of the cron (in its time zone, so DST is the cron's
+   business) that is ≤ now − grace. Only that one expected run is judged: after an outage
+   Watcher reports the latest missed run, not every one it slept through. The search looks
+   back at most `HORIZON` (a yearly cron still has a fire time inside it).
+2. It was missed when no execution of the pipeline — running, succeeded or failed, since a
+   failure is another alert — started at or after expected_at − `EARLY_START_TOLERANCE`
+   (a job launched a few seconds early by a skewed clock counts as on time).
+3. Expected times before the pipeline was created are never findings.
+4. Each (pipeline, expected_at) is logged once in `missed_run_log` (unique constraint).
+
+The last start per pipeline is one backward step on ix_pipeline_execution_pipeline_id_start_date.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+
+from watcher.database import transaction
+from watcher.routing import Router
+from watcher.rules import Schedule, resolve_schedule, rule_columns_sql, split_row
+from watcher.schema import missed_run_log as log_table
+from watcher.services import Services, services_of
+
+log = logging.getLogger("watcher.missed_runs")
+router = Router("checks")
+
+HORIZON = timedelta(days=400)
+EARLY_START_TOLERANCE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Missed:
+    pipeline_id: int
+    pipeline_name: str
+    expected_at: datetime
+    last_start: datetime | None
+    schedule: str
+    schedule_timezone: str
+    grace_seconds: int
+    used_child_config: bool
+
+
+@lru_cache(maxsize=1024)
+def trigger(cron: str, timezone: str) -> CronTrigger:
+    return CronTrigger.from_crontab(cron, timezone=timezone)
+
+
+def previous_fire_time(cron: CronTrigger, at: datetime) -> datetime | None:
+    """The latest fire time ≤ `at` within `HORIZON`, or None.
+
+    APScheduler 3 only computes forward, so widen a window back from `at` (1 minute, 2, 4, …)
+    until it holds a fire time, then walk forward through that window to the last one.
+    """
+    window = timedelta(minutes=1)
+    while True:
+        start = at - min(window, HORIZON)
+        fire = cron.get_next_fire_time(None, start)
+        if fire is not None and fire <= at:
+            break
+        if window >= HORIZON:
+            return None
+        window *= 2
+    while True:
+        following = cron.get_next_fire_time(None, fire + timedelta(seconds=1))
+        if following is None or following > at:
+            return fire
+        fire = following
+
+
+def judge(row: dict[str, Any], now: datetime) -> Missed | None:
+    child, parent = split_row(row)
+    schedule = resolve_schedule(child, parent)
+    if schedule is None:
+        return None
+    expected = _expected(schedule, now)
+    if expected is None or expected < row["created_at"]:
+        return None
+    last_start: datetime | None = row["last_start"]
+    if last_start is not None and last_start >= expected - EARLY_START_TOLERANCE:
+        return None
+    return Missed(
+        pipeline_id=row["id"],
+        pipeline_name=row["pipeline_name"],
+        expected_at=expected,
+        last_start=last_start,
+        schedule=schedule.cron,
+        schedule_timezone=schedule.timezone,
+        grace_seconds=schedule.grace_seconds,
+        used_child_config=schedule.used_child_config,
+    )
+
+
+def _expected(schedule: Schedule, now: datetime) -> datetime | None:
+    try:
+        cron = trigger(schedule.cron, schedule.timezone)
+    except (ValueError, LookupError):
+        log.warning("invalid schedule skipped", extra={"schedule": schedule.cron})
+        return None
+    return previous_fire_time(cron, now - timedelta(seconds=schedule.grace_seconds))
+
+
+CANDIDATES = text(f"""
+SELECT p.id, p.name AS pipeline_name, p.created_at, {rule_columns_sql()},
+       (SELECT max(e.start_date) FROM pipeline_execution e WHERE e.pipeline_id = p.id)
+           AS last_start
+FROM pipeline p JOIN pipeline_type t ON t.id = p.pipeline_type_id
+WHERE p.active AND (p.schedule IS NOT NULL OR t.schedule IS NOT NULL)
+ORDER BY p.id
+""")
+
+_LOGGED = ("pipeline_id", "expected_at", "schedule", "schedule_timezone", "grace_seconds")
+
+
+async def check(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+    rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES)]
+    missed = [m for r in rows if (m := judge(r, now)) is not None]
+    inserted: set[int] = set()
+    if missed:
+        values = [
+            {k: getattr(m, k) for k in _LOGGED}
+            | {"used_child_config": m.used_child_config, "detected_at": now, "created_at": now}
+            for m in missed
+        ]
+        statement = (
+            insert(log_table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["pipeline_id", "expected_at"])
+            .returning(log_table.c.pipeline_id)
+        )
+        inserted = set((await conn.execute(statement)).scalars())
+    return {
+        "status": "completed",
+        "evaluated_at": now,
+        "pipelines_checked": len(rows),
+        "new_findings": len(inserted),
+        "findings": [asdict(m) | {"newly_logged": m.pipeline_id in inserted} for m in missed],
+    }
+
+
+async def run(services: Services) -> dict[str, Any]:
+    now = services.clock.now()
+    async with transaction(services.engine) as conn:
+        result = await check(conn, now)
+    log.info(
+        "missed runs check",
+        extra={
+            "checked": result["pipelines_checked"],
+            "missed": len(result["findings"]),
+            "new": result["new_findings"],
+        },
+    )
+    return result
+
+
+@router.post("/missed_runs", scope="admin")
+async def missed_runs_check(request: Request) -> dict[str, Any]:
+    """Run the missed-runs check now; returns scheduled pipelines that did not start."""
+    return await run(services_of(request))
+
+
+def setup(services: Services) -> None:
+    async def job() -> None:
+        await run(services)
+
+    services.scheduler.add_job(
+        "missed_runs", job, seconds=services.settings.missed_runs_interval_seconds
+    )

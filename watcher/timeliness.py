@@ -1,0 +1,169 @@
+"""Timeliness: executions that run, or ran, longer than their pipeline's rule allows.
+
+1. SQL fetches candidates: executions started within the lookback, plus every execution still
+   running whatever its start (the original only looked inside the lookback, so a run stuck
+   for longer than the lookback was never reported), minus failed ones, of active pipelines.
+2. Python decides with one frozen `now` (`judge`): running and now > start + threshold →
+   overdue `running`; succeeded and end > start + threshold → overdue `completed`.
+3. One INSERT … ON CONFLICT DO NOTHING logs each overdue execution once (unique
+   pipeline_execution_id); the response tells new findings from already-logged ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+
+from watcher.database import transaction
+from watcher.fields import Body
+from watcher.routing import Router
+from watcher.rules import resolve, rule_columns_sql, split_row
+from watcher.schema import timeliness_pipeline_execution_log as log_table
+from watcher.services import Services, services_of
+
+log = logging.getLogger("watcher.timeliness")
+router = Router("checks")
+
+
+class TimelinessRequest(Body):
+    lookback_minutes: int = Field(default=60, ge=5, le=527_040)
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    pipeline_execution_id: int
+    pipeline_id: int
+    pipeline_name: str
+    start_date: datetime
+    execution_status: str
+    duration_seconds: float
+    seconds_threshold: float
+    timely_number: int
+    timely_datepart: str
+    used_child_config: bool
+
+
+# Backed by ix_pipeline_execution_start_date (lookback) OR ix_pipeline_execution_running
+# (partial, end_date IS NULL): a BitmapOr, whatever the size of the history.
+CANDIDATES = text(f"""
+SELECT e.id, e.pipeline_id, e.start_date, e.end_date, e.completed_successfully,
+       p.name AS pipeline_name, {rule_columns_sql()},
+       EXISTS (SELECT 1 FROM timeliness_pipeline_execution_log l
+               WHERE l.pipeline_execution_id = e.id) AS already_logged
+FROM pipeline_execution e
+JOIN pipeline p ON p.id = e.pipeline_id
+JOIN pipeline_type t ON t.id = p.pipeline_type_id
+WHERE (e.start_date >= :since OR e.end_date IS NULL)
+  AND e.completed_successfully IS NOT FALSE
+  AND p.active
+ORDER BY e.start_date, e.id
+""")
+
+
+def judge(row: dict[str, Any], now: datetime) -> Overdue | None:
+    """The finding for one execution row (with rule columns), or None when on time."""
+    if row["completed_successfully"] is False:
+        return None
+    child, parent = split_row(row)
+    rule = resolve("timeliness", child, parent)
+    if rule is None:
+        return None
+    start: datetime = row["start_date"]
+    deadline = rule.deadline(start)
+    if row["end_date"] is None:
+        status, finished = "running", now
+    else:
+        status, finished = "completed", row["end_date"]
+    if not finished > deadline:
+        return None
+    return Overdue(
+        pipeline_execution_id=row["id"],
+        pipeline_id=row["pipeline_id"],
+        pipeline_name=row["pipeline_name"],
+        start_date=start,
+        execution_status=status,
+        duration_seconds=(finished - start).total_seconds(),
+        seconds_threshold=(deadline - start).total_seconds(),
+        timely_number=rule.number,
+        timely_datepart=rule.datepart,
+        used_child_config=rule.used_child_config,
+    )
+
+
+_LOGGED = (
+    "pipeline_execution_id",
+    "pipeline_id",
+    "duration_seconds",
+    "seconds_threshold",
+    "execution_status",
+    "timely_number",
+    "timely_datepart",
+    "used_child_config",
+)
+
+
+async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> dict[str, Any]:
+    since = now - timedelta(minutes=lookback_minutes)
+    rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES, {"since": since})]
+    judged = [(judge(r, now), r["already_logged"]) for r in rows]
+    overdue = [(f, logged) for f, logged in judged if f is not None]
+    fresh = [f for f, logged in overdue if not logged]
+    inserted: set[int] = set()
+    if fresh:
+        values = [{k: getattr(f, k) for k in _LOGGED} | {"created_at": now} for f in fresh]
+        statement = (
+            insert(log_table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["pipeline_execution_id"])
+            .returning(log_table.c.pipeline_execution_id)
+        )
+        inserted = set((await conn.execute(statement)).scalars())
+    findings = [
+        asdict(f) | {"newly_logged": f.pipeline_execution_id in inserted} for f, _ in overdue
+    ]
+    return {
+        "status": "completed",
+        "evaluated_at": now,
+        "lookback_minutes": lookback_minutes,
+        "executions_checked": len(rows),
+        "new_findings": len(inserted),
+        "findings": findings,
+    }
+
+
+async def run(services: Services, lookback_minutes: int) -> dict[str, Any]:
+    now = services.clock.now()
+    async with transaction(services.engine) as conn:
+        result = await check(conn, now, lookback_minutes)
+    log.info(
+        "timeliness check",
+        extra={
+            "checked": result["executions_checked"],
+            "overdue": len(result["findings"]),
+            "new": result["new_findings"],
+        },
+    )
+    return result
+
+
+@router.post("/timeliness", scope="admin", body=TimelinessRequest)
+async def timeliness_check(request: Request, body: TimelinessRequest) -> dict[str, Any]:
+    """Run the timeliness check now; returns overdue executions (new and already logged)."""
+    return await run(services_of(request), body.lookback_minutes)
+
+
+def setup(services: Services) -> None:
+    settings = services.settings
+
+    async def job() -> None:
+        await run(services, settings.timeliness_lookback_minutes)
+
+    services.scheduler.add_job("timeliness", job, seconds=settings.timeliness_interval_seconds)
