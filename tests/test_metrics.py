@@ -24,14 +24,13 @@ from watcher.metrics_snapshot import (
     AnomalyState,
     LastExecution,
     PipelineState,
-    Rule,
     Snapshot,
     SnapshotCollector,
     SnapshotStore,
-    add_datepart,
+    build_state,
     parse_watermark,
-    resolve_rule,
 )
+from watcher.rules import Rule
 from watcher.scheduler import Scheduler
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -41,27 +40,64 @@ P = {"pipeline": "orders", "pipeline_type": "etl"}
 # --- pure helpers ----------------------------------------------------------------------------
 
 
-def test_child_rule_wins_over_parent() -> None:
-    assert resolve_rule((2, "hour"), (1, "day"), muted=False) == Rule(2, "hour", "child")
+def _row(**overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": 1, "name": "orders", "pipeline_type": "etl", "watermark": None}
+    row |= dict.fromkeys(("last_target_insert", "last_target_update", "last_target_soft_delete"))
+    for prefix in ("", "type_"):
+        for check in ("freshness", "timeliness"):
+            row |= {
+                f"{prefix}{check}_number": None,
+                f"{prefix}{check}_datepart": None,
+                f"{prefix}mute_{check}_check": False,
+            }
+    return row | overrides
 
 
-def test_parent_rule_applies_when_child_is_incomplete() -> None:
-    assert resolve_rule((None, "hour"), (1, "day"), muted=False) == Rule(1, "day", "parent")
-
-
-def test_no_rule_when_muted_or_missing() -> None:
-    assert resolve_rule((2, "hour"), (1, "day"), muted=True) is None
-    assert resolve_rule((None, None), (None, None), muted=False) is None
-
-
-def test_month_rule_is_calendar_aware() -> None:
-    jan31 = datetime(2024, 1, 31, 6, tzinfo=UTC)
-    assert add_datepart(jan31, 1, "month") == datetime(2024, 2, 29, 6, tzinfo=UTC)
-    assert add_datepart(datetime(2024, 2, 29, tzinfo=UTC), 1, "year").date().isoformat() == (
-        "2025-02-28"
+def _build(row: dict[str, Any], running: tuple[int, datetime | None] = (0, None)) -> PipelineState:
+    return build_state(
+        row,
+        last=None,
+        running=running,
+        timeliness_violations={},
+        freshness_violations=0,
+        missed_runs=0,
+        anomalies=(),
+        now=NOW,
     )
-    assert Rule(1, "month", "child").seconds_from(jan31) == 29 * 86_400
-    assert Rule(3, "week", "child").seconds_from(jan31) == 21 * 86_400
+
+
+def test_state_takes_the_child_rule_over_the_parent() -> None:
+    state = _build(
+        _row(
+            freshness_number=2,
+            freshness_datepart="hour",
+            type_freshness_number=1,
+            type_freshness_datepart="day",
+            type_timeliness_number=1,
+            type_timeliness_datepart="month",
+        ),
+        running=(1, datetime(2024, 1, 31, tzinfo=UTC)),
+    )
+    assert state.freshness == Rule(2, "hour", True)
+    assert state.timeliness == Rule(1, "month", False)
+    # A month from the oldest running start (Jan 31 → Feb 29): calendar-aware.
+    assert state.timeliness_threshold_seconds == 29 * 86_400
+
+
+def test_a_mute_on_the_type_removes_the_rule() -> None:
+    state = _build(
+        _row(freshness_number=2, freshness_datepart="hour", type_mute_freshness_check=True)
+    )
+    assert state.freshness is None
+
+
+def test_last_dml_is_the_latest_of_insert_update_soft_delete() -> None:
+    state = _build(
+        _row(
+            last_target_insert=NOW - timedelta(days=2), last_target_update=NOW - timedelta(hours=1)
+        )
+    )
+    assert state.last_dml == NOW - timedelta(hours=1)
 
 
 @pytest.mark.parametrize(
@@ -98,8 +134,8 @@ def _state(**overrides: Any) -> PipelineState:
             throughput=25 / 3600,
         ),
         "last_dml": NOW - timedelta(hours=3),
-        "freshness": Rule(2, "hour", "child"),
-        "timeliness": Rule(30, "minute", "parent"),
+        "freshness": Rule(2, "hour", True),
+        "timeliness": Rule(30, "minute", False),
         "timeliness_threshold_seconds": 1800.0,
         "running": 2,
         "oldest_running_start": NOW - timedelta(minutes=45),

@@ -13,14 +13,13 @@ all its series at the next refresh (inactive ones are only counted in `watcher_p
 
 from __future__ import annotations
 
-import calendar
 import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, date, datetime
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -28,53 +27,16 @@ from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher import schema
+from watcher.rules import Rule, resolve, split_row
 
-RuleSource = Literal["child", "parent"]
 DML_OPERATIONS = ("insert", "update", "soft_delete", "total")
 TIMELINESS_STATUSES = ("running", "completed")
 _PIPELINE_LABELS = ["pipeline", "pipeline_type"]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """A resolved freshness or timeliness rule: `number` `datepart`s, from child or parent."""
-
-    number: int
-    datepart: str
-    source: RuleSource
-
-    def seconds_from(self, start: datetime) -> float:
-        """Length of the rule's window starting at `start` (months and years vary)."""
-        return (add_datepart(start, self.number, self.datepart) - start).total_seconds()
-
-
-def add_datepart(moment: datetime, number: int, datepart: str) -> datetime:
-    """`moment` + `number` `datepart`s on the calendar (Jan 31 + 1 month = Feb 28/29)."""
-    fixed = {"minute": 60, "hour": 3600, "day": 86_400, "week": 604_800}
-    if datepart in fixed:
-        return moment + timedelta(seconds=fixed[datepart] * number)
-    months = number * (12 if datepart == "year" else 1)
-    if datepart not in ("month", "year"):
-        raise ValueError(f"unknown datepart {datepart!r}")
-    year, month0 = divmod(moment.month - 1 + months, 12)
-    year += moment.year
-    day = min(moment.day, calendar.monthrange(year, month0 + 1)[1])
-    return moment.replace(year=year, month=month0 + 1, day=day)
-
-
-def resolve_rule(
-    child: tuple[int | None, str | None],
-    parent: tuple[int | None, str | None],
-    *,
-    muted: bool,
-) -> Rule | None:
-    """The pipeline's own rule if complete, else its type's, else none; a mute wins (§5)."""
-    if muted:
-        return None
-    for (number, datepart), source in ((child, "child"), (parent, "parent")):
-        if number is not None and datepart is not None:
-            return Rule(number, datepart, source)  # type: ignore[arg-type]
-    return None
+def rule_source(rule: Rule) -> str:
+    """The `rule_source` label: "child" (the pipeline's own rule) or "parent" (its type's)."""
+    return "child" if rule.used_child_config else "parent"
 
 
 def parse_watermark(value: str | None) -> tuple[float | None, float | None]:
@@ -155,12 +117,9 @@ class SnapshotStore:
 # --- loading -------------------------------------------------------------------------------
 
 
-def _rule(row: Any, check: str) -> Rule | None:
-    return resolve_rule(
-        (row[f"{check}_number"], row[f"{check}_datepart"]),
-        (row[f"type_{check}_number"], row[f"type_{check}_datepart"]),
-        muted=row[f"mute_{check}_check"] or row[f"type_mute_{check}_check"],
-    )
+def _rule(row: Mapping[str, Any], check: str) -> Rule | None:
+    child, parent = split_row(row)
+    return resolve(check, child, parent)
 
 
 def _last_execution(row: Any) -> LastExecution | None:
@@ -510,14 +469,14 @@ class _Families:
             self.lag.add_metric(labels, (now - s.last_dml).total_seconds())
             if s.freshness is not None:
                 seconds = s.freshness.seconds_from(s.last_dml)
-                self.freshness.add_metric([*labels, s.freshness.source], seconds)
+                self.freshness.add_metric([*labels, rule_source(s.freshness)], seconds)
         self.running.add_metric(labels, s.running)
         if s.oldest_running_start is not None:
             age = (now - s.oldest_running_start).total_seconds()
             self.oldest.add_metric(labels, age)
         if s.timeliness is not None and s.timeliness_threshold_seconds is not None:
             self.timeliness.add_metric(
-                [*labels, s.timeliness.source], s.timeliness_threshold_seconds
+                [*labels, rule_source(s.timeliness)], s.timeliness_threshold_seconds
             )
         number, moment = parse_watermark(s.watermark)
         if number is not None:
