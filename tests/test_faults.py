@@ -1,0 +1,239 @@
+"""Database faults, injected for real: PostgreSQL is stopped and started under a live server.
+
+These tests use their own embedded PostgreSQL (never the session one other tests share) and
+check that requests fail fast with 503 + Retry-After, that the service recovers by itself,
+and that nothing acknowledged with a 2xx is lost while the database comes and goes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from pgserver._commands import pg_ctl
+
+from tests.conftest import LiveServer, start_live_server
+from tests.conftest import test_settings as settings_for
+from watcher import migrate
+from watcher.client import WatcherClient
+from watcher.client._http import RetryPolicy
+from watcher.embedded import EmbeddedPostgres, start_embedded
+
+
+def socket_dir(db: EmbeddedPostgres) -> str:
+    return db.url.split("host=", 1)[1]
+
+
+def stop_postgres(db: EmbeddedPostgres) -> None:
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=db.data_dir, user=db.server.system_user)
+
+
+def start_postgres(db: EmbeddedPostgres) -> None:
+    args = ["-w", "-o", '-h ""', "-o", f"-k {socket_dir(db)}", "-l", str(db.data_dir / "log")]
+    pg_ctl([*args, "start"], pgdata=db.data_dir, user=db.server.system_user, timeout=30)
+
+
+@dataclass
+class Fragile:
+    db: EmbeddedPostgres
+    live: LiveServer
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fragile]:
+    db = start_embedded(tmp_path_factory.mktemp("faultpg") / "data")
+    migrate.upgrade(db.url)
+    settings = settings_for(
+        retry_after_seconds=1, db_pool_timeout_seconds=2, db_connect_timeout_seconds=2
+    )
+    live = start_live_server(db.url, settings)
+    try:
+        yield Fragile(db, live)
+    finally:
+        live.stop()
+        db.stop()
+
+
+def wait_healthy(http: httpx.Client, seconds: float = 30) -> float:
+    """Seconds until /health answers 200 (bounded)."""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        if http.get("/health").status_code == 200:
+            return time.monotonic() - began
+        time.sleep(0.1)
+    raise AssertionError("service did not recover")
+
+
+def test_outage_is_503_fast_and_recovers_without_restart(fragile: Fragile) -> None:
+    with httpx.Client(base_url=fragile.live.url, timeout=20) as http:
+        assert http.post("/pipeline", json={"name": "o", "pipeline_type_name": "t"}).is_success
+        stop_postgres(fragile.db)
+        try:
+            for method, path, body in [
+                ("GET", "/pipeline", None),
+                ("POST", "/pipeline", {"name": "o2", "pipeline_type_name": "t"}),
+                ("POST", "/start_pipeline_execution", {"pipeline_name": "o"}),
+            ]:
+                began = time.monotonic()
+                r = http.request(method, path, json=body)
+                assert time.monotonic() - began < 5, (path, "did not fail fast")
+                assert r.status_code == 503, (path, r.text)
+                assert r.headers["Retry-After"] == "1"
+                assert r.json()["detail"] == "database unavailable, retry later"
+            health = http.get("/health")
+            assert health.status_code == 503
+            assert health.json()["database"]["status"] == "unavailable"
+        finally:
+            start_postgres(fragile.db)
+        wait_healthy(http)
+        r = http.post("/pipeline", json={"name": "o2", "pipeline_type_name": "t"})
+        assert r.status_code == 201, r.text
+
+
+def postmaster_pid(db: EmbeddedPostgres) -> int:
+    return int((db.data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def test_unresponsive_database_is_503_within_the_connect_timeout(fragile: Fragile) -> None:
+    # A frozen postmaster accepts on its socket but never answers: the hang a dead network
+    # path produces. New connections must give up after db_connect_timeout_seconds.
+    pid = postmaster_pid(fragile.db)
+    fragile.live.run(fragile.live.services.engine.dispose)  # no pooled connections to reuse
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with httpx.Client(base_url=fragile.live.url, timeout=30) as http:
+            began = time.monotonic()
+            r = http.get("/pipeline")
+            elapsed = time.monotonic() - began
+            assert r.status_code == 503, r.text
+            assert "Retry-After" in r.headers
+            assert elapsed < 2 + 3, elapsed
+            assert http.get("/health").status_code == 503
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with httpx.Client(base_url=fragile.live.url, timeout=30) as http:
+        wait_healthy(http)
+        assert http.get("/pipeline").status_code == 200
+
+
+class CountingTransport(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.statuses: dict[int, int] = {}
+        self.transport_errors = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        try:
+            response = super().handle_request(request)
+        except httpx.TransportError:
+            self.transport_errors += 1
+            raise
+        self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
+        return response
+
+
+@dataclass
+class Ledger:
+    """What the server acknowledged with a 2xx, keyed by run_id."""
+
+    started: dict[str, int] = field(default_factory=dict)
+    ended: dict[str, dict[str, object]] = field(default_factory=dict)
+    progress: threading.Condition = field(default_factory=threading.Condition)
+
+
+RUNS = 160
+FAULT_AT = (30, 100)  # inject an outage when this many runs have been acknowledged
+
+
+def ingest(client: WatcherClient, pipeline_id: int, ledger: Ledger) -> None:
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(RUNS):
+        run_id = f"run-{i}"
+        started = base + timedelta(minutes=i)
+        created = client.start_execution(pipeline_id, run_id=run_id, start_date=started)
+        ledger.started[run_id] = created["id"]
+        values: dict[str, object] = {
+            "completed_successfully": i % 7 != 0,
+            "end_date": started + timedelta(seconds=30 + i),
+            "inserts": i,
+            "updates": i * 2,
+            "total_rows": i * 10,
+        }
+        client.end_execution(created["id"], **values)  # type: ignore[arg-type]
+        with ledger.progress:
+            ledger.ended[run_id] = values
+            ledger.progress.notify_all()
+
+
+def test_nothing_acknowledged_is_lost_when_postgres_restarts(fragile: Fragile) -> None:
+    transport = CountingTransport()
+    policy = RetryPolicy(retries=60, backoff=0.1, max_backoff=2.0)
+    ledger = Ledger()
+    errors: list[BaseException] = []
+    with WatcherClient(fragile.live.url, retry=policy, transport=transport, timeout=20) as client:
+        pipeline_id = client.create_pipeline("faulty", pipeline_type_name="t")["id"]
+
+        def worker() -> None:
+            try:
+                ingest(client, pipeline_id, ledger)
+            except BaseException as error:  # reported below
+                errors.append(error)
+            finally:
+                with ledger.progress:
+                    ledger.progress.notify_all()
+
+        thread = threading.Thread(target=worker, name="ingest")
+        thread.start()
+        faults = 0
+        for mark in FAULT_AT:
+            with ledger.progress:
+                ledger.progress.wait_for(
+                    lambda m=mark: len(ledger.ended) >= m or not thread.is_alive(), timeout=60
+                )
+            assert thread.is_alive(), errors
+            stop_postgres(fragile.db)
+            faults += 1
+            time.sleep(1.5)  # the ingestion loop keeps sending while the database is down
+            start_postgres(fragile.db)
+        thread.join(180)
+        assert not thread.is_alive() and not errors, errors
+
+    rows = {
+        r["run_id"]: r
+        for r in fragile.live.sql(
+            "SELECT id, run_id, end_date, completed_successfully, inserts, updates, total_rows "
+            "FROM pipeline_execution WHERE pipeline_id = :p",
+            p=pipeline_id,
+        )
+    }
+    total = fragile.live.sql(
+        "SELECT count(*) AS n FROM pipeline_execution WHERE pipeline_id = :p", p=pipeline_id
+    )[0]["n"]
+    lost = [run for run in ledger.started if run not in rows]
+    lost += [
+        run
+        for run, values in ledger.ended.items()
+        if run not in rows or any(rows[run][k] != v for k, v in values.items())
+    ]
+    wrong_ids = [run for run, id_ in ledger.started.items() if rows[run]["id"] != id_]
+    print(
+        f"\nfault injection: requests sent {transport.sent} (responses {transport.statuses}, "
+        f"transport errors {transport.transport_errors}), faults injected {faults}, "
+        f"acknowledged starts {len(ledger.started)}, acknowledged ends {len(ledger.ended)}, "
+        f"acknowledged writes checked {len(ledger.started) + len(ledger.ended)}, "
+        f"lost {len(lost)}, rows {total}"
+    )
+    assert faults == len(FAULT_AT)
+    assert transport.statuses.get(503, 0) + transport.transport_errors > 0, "no fault was seen"
+    assert len(ledger.ended) == RUNS
+    assert lost == [] and wrong_ids == []
+    assert total == RUNS, "a retry created a duplicate execution"
