@@ -73,7 +73,9 @@ def previous_fire_time(cron: CronTrigger, at: datetime) -> datetime | None:
     while True:
         start = at - min(window, HORIZON)
         fire = cron.get_next_fire_time(None, start)
-        if fire is not None and fire <= at:
+        if fire is None:  # a cron that never fires (e.g. February 30th)
+            return None
+        if fire <= at:
             break
         if window >= HORIZON:
             return None
