@@ -28,6 +28,7 @@ from watcher import (
     metrics,
     missed_runs,
     openapi,
+    openlineage,
     pipeline_types,
     pipelines,
     timeliness,
@@ -61,6 +62,7 @@ FEATURES: tuple[ModuleType, ...] = (
     missed_runs,
     anomalies,
     cleanup,
+    openlineage,
 )
 
 

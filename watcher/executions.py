@@ -188,7 +188,7 @@ SELECT e.id, e.pipeline_id, e.duration_seconds, e.throughput,
        pl.name AS pipeline, t.name AS pipeline_type
 FROM e JOIN pipeline pl ON pl.id = e.pipeline_id
 JOIN pipeline_type t ON t.id = pl.pipeline_type_id
-""").bindparams(bindparam("execution_metadata", type_=JSONB))
+""").bindparams(bindparam("execution_metadata", type_=JSONB(none_as_null=True)))
 
 _COMPARED = ("completed_successfully", "inserts", "updates", "soft_deletes", "total_rows")
 

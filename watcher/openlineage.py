@@ -1,0 +1,689 @@
+"""OpenLineage ingestion: RunEvents (and JobEvents, DatasetEvents) of spec 2-0-2 become
+pipelines, executions, addresses and lineage, so Airflow, dbt and Spark report with no code.
+
+Mapping (one transaction per event):
+1. job namespace + name → pipeline `namespace.name` (lowercased; names over 150 characters keep
+   a prefix and a hash), created on first sight under the pipeline type `namespace`.
+2. run.runId → the execution whose run_id is the runId. The first event of a run creates it;
+   its start is the earliest eventTime of the run's non-terminal events. A terminal event
+   (COMPLETE/FAIL/ABORT) for an unknown run records it with start = eventTime − 1 µs and
+   `openlineage.start_inferred` in execution_metadata; a later START moves the start back.
+3. COMPLETE ends it as succeeded, FAIL and ABORT as failed; the first terminal event wins and
+   later ones (duplicates, retries) are acknowledged and ignored. RUNNING/OTHER merge facets.
+4. the parent run facet → parent_id (the parent, and its root, created when unknown).
+5. inputs/outputs → addresses named by dataset URI (`postgres://host:5432/db.schema.table`,
+   `s3://bucket/key`, `bigquery://project.dataset.table`), address type = namespace scheme;
+   lineage edges = all inputs × all outputs seen in the run, replacing the pipeline's edges
+   while its load_lineage is true (as POST /address_lineage does).
+6. outputStatistics.rowCount summed over outputs → total_rows; the errorMessage facet →
+   execution_metadata error_message / error_stack_trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+
+from watcher import addresses, executions, lineage, pipelines
+from watcher.database import transaction
+from watcher.errors import Conflict, ErrorItem, InvalidInput, PayloadTooLarge, WatcherError
+from watcher.events import ExecutionEnded, ExecutionStarted
+from watcher.fields import Count, Timestamp
+from watcher.routing import Reply, Router, validation_errors
+from watcher.services import Services, services_of
+
+router = Router("openlineage")
+
+NAME_LIMIT = 150
+FACET_BYTES = 8_192
+FACETS_BYTES = 32_768
+MAX_DATASETS = 1000
+MAX_BATCH = 1000
+ERROR_MESSAGE_LIMIT = 2000
+STACK_TRACE_LIMIT = 8000
+TERMINAL = {"COMPLETE", "FAIL", "ABORT"}
+
+# Dataset namespace scheme → address type group (OpenLineage naming conventions).
+GROUPS: dict[str, str] = {
+    **dict.fromkeys(
+        "postgres postgresql mysql mariadb bigquery snowflake redshift trino presto mssql "
+        "sqlserver oracle db2 teradata athena hive databricks spanner clickhouse duckdb "
+        "sqlite vertica synapse azuresql mongodb cassandra dynamodb".split(),
+        "database",
+    ),
+    **dict.fromkeys(
+        "s3 s3a s3n gs gcs file hdfs abfs abfss wasb wasbs dbfs adl ftp sftp".split(), "storage"
+    ),
+    **dict.fromkeys("kafka kinesis pubsub eventhubs pulsar rabbitmq".split(), "stream"),
+    **dict.fromkeys("http https".split(), "api"),
+}
+
+
+class MalformedBody(WatcherError):
+    """400: the body is not JSON (or not valid gzip)."""
+
+    status_code = 400
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _none_as_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+Str = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
+Facets = Annotated[dict[str, Any], BeforeValidator(_none_as_empty)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Facet(BaseModel):
+    """A facet: the fields Watcher reads are typed, everything else is kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class JobRef(Model):
+    namespace: Str
+    name: Str
+
+
+class RunRef(Model):
+    runId: UUID
+
+
+class RootRef(Model):
+    run: RunRef
+    job: JobRef
+
+
+class ParentRunFacet(Facet):
+    run: RunRef
+    job: JobRef
+    root: RootRef | None = None
+
+
+class ErrorMessageFacet(Facet):
+    message: Annotated[str, Field(max_length=1_000_000)]
+    programmingLanguage: str | None = None
+    stackTrace: str | None = None
+
+
+class RunFacets(Facet):
+    parent: ParentRunFacet | None = None
+    errorMessage: ErrorMessageFacet | None = None
+
+
+class OutputStatisticsFacet(Facet):
+    rowCount: Count | None = None
+    size: Count | None = None
+
+
+class OutputFacets(Facet):
+    outputStatistics: OutputStatisticsFacet | None = None
+
+
+class Job(JobRef):
+    facets: Facets = Field(default_factory=dict)
+
+
+class Run(RunRef):
+    facets: Annotated[RunFacets, BeforeValidator(_none_as_empty)] = Field(default_factory=RunFacets)
+
+
+class Dataset(JobRef):
+    facets: Facets = Field(default_factory=dict)
+
+
+class InputDataset(Dataset):
+    inputFacets: Facets = Field(default_factory=dict)
+
+
+class OutputDataset(Dataset):
+    outputFacets: Annotated[OutputFacets, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=OutputFacets
+    )
+
+
+class BaseEvent(Model):
+    eventTime: Timestamp
+    producer: Str
+    schemaURL: Str
+
+
+class JobEvent(BaseEvent):
+    job: Job
+    inputs: Annotated[list[InputDataset], Field(max_length=MAX_DATASETS)] = Field(
+        default_factory=list
+    )
+    outputs: Annotated[list[OutputDataset], Field(max_length=MAX_DATASETS)] = Field(
+        default_factory=list
+    )
+
+
+class RunEvent(JobEvent):
+    eventType: Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"] | None = None
+    run: Run
+
+
+class DatasetEvent(BaseEvent):
+    dataset: Dataset
+
+
+Event = RunEvent | JobEvent | DatasetEvent
+
+
+# --- names -----------------------------------------------------------------------------
+
+
+def fit_name(value: str) -> str:
+    """Lowercased and trimmed like every Watcher name; over 150 characters, a prefix + hash."""
+    name = value.strip().lower()
+    if len(name) <= NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[: NAME_LIMIT - 17]}~{digest}"
+
+
+def pipeline_name(job: JobRef) -> str:
+    return fit_name(f"{job.namespace}.{job.name}")
+
+
+def scheme(namespace: str) -> str:
+    """`postgres://host:5432` → postgres; `bigquery` → bigquery."""
+    return fit_name(namespace.split("://", 1)[0] if "://" in namespace else namespace)
+
+
+def dataset_uri(namespace: str, name: str) -> str:
+    if "://" in namespace:
+        return f"{namespace.rstrip('/')}/{name.lstrip('/')}"
+    return f"{namespace}://{name}"
+
+
+def table_parts(group: str, name: str) -> tuple[str | None, str | None, str | None]:
+    """database.schema.table (or database.table) for database datasets."""
+    parts = name.split(".")
+    if group != "database" or not all(parts) or any(len(p) > NAME_LIMIT for p in parts):
+        return None, None, None
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 2:
+        return parts[0], None, parts[1]
+    return None, None, None
+
+
+def address_spec(dataset: Dataset) -> addresses.AddressSpec:
+    kind = scheme(dataset.namespace)
+    group = GROUPS.get(kind, "other")
+    database, schema, table = table_parts(group, dataset.name)
+    return addresses.AddressSpec(
+        name=fit_name(dataset_uri(dataset.namespace, dataset.name)),
+        address_type_name=kind,
+        address_type_group_name=group,
+        database_name=database,
+        schema_name=schema,
+        table_name=table,
+        address_metadata=described(dataset.namespace, dataset.name, dataset.facets),
+    )
+
+
+# --- metadata ----------------------------------------------------------------------------
+
+
+def bounded(facets: dict[str, Any]) -> dict[str, Any]:
+    """Facets small enough to keep: each at most 8 KiB of JSON, 32 KiB in all (plans and
+    logical plans Spark attaches would otherwise swamp the metadata columns)."""
+    kept: dict[str, Any] = {}
+    total = 0
+    for key, value in facets.items():
+        size = len(orjson.dumps(value, default=str))
+        if size <= FACET_BYTES and total + size <= FACETS_BYTES:
+            kept[key] = value
+            total += size
+    return kept
+
+
+def described(namespace: str, name: str, facets: dict[str, Any]) -> dict[str, Any]:
+    return {"openlineage": {"namespace": namespace, "name": name, "facets": bounded(facets)}}
+
+
+_MERGED = {"openlineage", "facets"}
+
+
+def merge(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """`patch` over `current`; the `openlineage` and `facets` objects merge key by key."""
+    merged = dict(current or {})
+    for key, value in patch.items():
+        old = merged.get(key)
+        if key in _MERGED and isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_NULLABLE_JSONB = JSONB(none_as_null=True)
+
+
+async def merge_metadata(
+    conn: AsyncConnection, table: str, column: str, row_id: int, patch: dict[str, Any]
+) -> None:
+    """Merge `patch` into a JSONB column with a conditional UPDATE (retried when raced)."""
+    read = text(f"SELECT {column} AS m FROM {table} WHERE id = :id")
+    stamp = ", updated_at = now()" if table != "pipeline_execution" else ""
+    write = text(
+        f"UPDATE {table} SET {column} = :new{stamp} "
+        f"WHERE id = :id AND {column} IS NOT DISTINCT FROM :old"
+    ).bindparams(bindparam("new", type_=_NULLABLE_JSONB), bindparam("old", type_=_NULLABLE_JSONB))
+    for _ in range(5):
+        current = (await conn.execute(read, {"id": row_id})).scalar()
+        merged = merge(current, patch)
+        if merged == current:
+            return
+        result = await conn.execute(write, {"id": row_id, "new": merged, "old": current})
+        if result.rowcount:  # type: ignore[attr-defined]
+            return
+    raise Conflict(f"{table} {row_id} metadata changed concurrently, retry")
+
+
+# --- pipelines, runs, lineage -------------------------------------------------------------
+
+
+@dataclass
+class Ingest:
+    """One event's work: the connection, the time, and events to emit after commit."""
+
+    conn: AsyncConnection
+    now: datetime
+    auto_rules: bool
+    notices: list[object] = field(default_factory=list)
+
+
+async def ensure_pipeline(ctx: Ingest, job: JobRef, facets: dict[str, Any]) -> int:
+    name = pipeline_name(job)
+    found = (
+        await ctx.conn.execute(text("SELECT id FROM pipeline WHERE name = :n"), {"n": name})
+    ).scalar()
+    if found is None:
+        body = pipelines.PipelineCreate(name=name, pipeline_type_name=fit_name(job.namespace))
+        row, _ = await pipelines.create_or_get(ctx.conn, body, ctx.now, ctx.auto_rules)
+        found = row["id"]
+    await merge_metadata(
+        ctx.conn, "pipeline", "pipeline_metadata", found, described(job.namespace, job.name, facets)
+    )
+    return int(found)
+
+
+FIND_RUN = text(
+    "SELECT id, pipeline_id, start_date, end_date FROM pipeline_execution WHERE run_id = :r"
+)
+
+
+async def find_run(ctx: Ingest, run_id: UUID) -> Any:
+    return (await ctx.conn.execute(FIND_RUN, {"r": str(run_id)})).first()
+
+
+async def start_run(
+    ctx: Ingest, pipeline_id: int, run_id: UUID, start: datetime, parent_id: int | None
+) -> int:
+    body = executions.StartExecution(
+        pipeline_id=pipeline_id, start_date=start, parent_id=parent_id, run_id=str(run_id)
+    )
+    row, created = await executions.start(ctx.conn, body, ctx.now)
+    if created:
+        ctx.notices.append(
+            ExecutionStarted(row["id"], pipeline_id, row["pipeline"], row["pipeline_type"], start)
+        )
+    return int(row["id"])
+
+
+async def ensure_ref(
+    ctx: Ingest, run: RunRef, job: JobRef, start: datetime, parent_id: int | None
+) -> int:
+    """The execution of a run named only in a parent facet, created when unknown."""
+    found = await find_run(ctx, run.runId)
+    if found is not None:
+        return int(found.id)
+    pipeline_id = await ensure_pipeline(ctx, job, {})
+    return await start_run(ctx, pipeline_id, run.runId, start, parent_id)
+
+
+async def ensure_parent(ctx: Ingest, event: RunEvent, start: datetime) -> int | None:
+    parent = event.run.facets.parent
+    if parent is None:
+        return None
+    if parent.run.runId == event.run.runId:
+        raise InvalidInput.field(
+            ["body", "run", "facets", "parent", "run", "runId"], "a run cannot be its own parent"
+        )
+    root_id = None
+    if parent.root is not None and parent.root.run.runId not in (
+        parent.run.runId,
+        event.run.runId,
+    ):
+        root_id = await ensure_ref(ctx, parent.root.run, parent.root.job, start, None)
+    return await ensure_ref(ctx, parent.run, parent.job, start, root_id)
+
+
+MOVE_START = text("""
+UPDATE pipeline_execution SET start_date = CAST(:t AS timestamptz),
+    hour_recorded = CAST(:h AS smallint), date_recorded = CAST(:d AS date),
+    duration_seconds = extract(epoch FROM (end_date - CAST(:t AS timestamptz))),
+    throughput = total_rows / extract(epoch FROM (end_date - CAST(:t AS timestamptz)))
+WHERE id = :id AND start_date > CAST(:t AS timestamptz)
+  AND (end_date IS NULL OR end_date > CAST(:t AS timestamptz))
+""")
+
+
+async def move_start(ctx: Ingest, execution_id: int, start: datetime) -> bool:
+    """An earlier eventTime (a START arriving late) moves the start back; never past the end."""
+    params = {"id": execution_id, "t": start, "h": start.hour, "d": start.date()}
+    return bool((await ctx.conn.execute(MOVE_START, params)).rowcount)  # type: ignore[attr-defined]
+
+
+def run_datasets(stored: Any, datasets: list[Any]) -> list[list[str]]:
+    """The run's datasets so far plus this event's, in order of first sight."""
+    seen = [list(pair) for pair in (stored or [])]
+    for dataset in datasets:
+        pair = [dataset.namespace, dataset.name]
+        if pair not in seen and len(seen) < MAX_DATASETS:
+            seen.append(pair)
+    return seen
+
+
+async def record_datasets(
+    ctx: Ingest, pipeline_id: int, inputs: list[Dataset], outputs: list[Dataset]
+) -> None:
+    """Addresses for the datasets, and lineage inputs × outputs while load_lineage is true."""
+    specs = [address_spec(d) for d in (*inputs, *outputs)]
+    if not specs:
+        return
+    load = (
+        await ctx.conn.execute(
+            text("SELECT load_lineage FROM pipeline WHERE id = :id"), {"id": pipeline_id}
+        )
+    ).scalar()
+    if load:
+        body = lineage.LineageBody(
+            pipeline_id=pipeline_id,
+            source_addresses=specs[: len(inputs)],
+            target_addresses=specs[len(inputs) :],
+        )
+        await lineage.replace_edges(ctx.conn, body)  # takes the lineage lock first
+    ids = await addresses.ensure(ctx.conn, specs)
+    for spec, dataset in zip(specs, (*inputs, *outputs), strict=True):
+        if dataset.facets and spec.address_metadata is not None:
+            await merge_metadata(
+                ctx.conn, "address", "address_metadata", ids[spec.name], spec.address_metadata
+            )
+
+
+def error_metadata(facets: RunFacets) -> dict[str, Any]:
+    error = facets.errorMessage
+    if error is None:
+        return {}
+    found: dict[str, Any] = {"error_message": error.message[:ERROR_MESSAGE_LIMIT]}
+    if error.programmingLanguage:
+        found["error_programming_language"] = error.programmingLanguage
+    if error.stackTrace:
+        found["error_stack_trace"] = error.stackTrace[:STACK_TRACE_LIMIT]
+    return found
+
+
+def total_rows(outputs: list[OutputDataset]) -> int | None:
+    counts = [
+        o.outputFacets.outputStatistics.rowCount
+        for o in outputs
+        if o.outputFacets.outputStatistics is not None
+        and o.outputFacets.outputStatistics.rowCount is not None
+    ]
+    return sum(counts) if counts else None
+
+
+async def ingest_run(ctx: Ingest, event: RunEvent) -> dict[str, Any]:
+    kind = event.eventType or "OTHER"
+    terminal = kind in TERMINAL
+    pipeline_id = await ensure_pipeline(ctx, event.job, event.job.facets)
+    found = await find_run(ctx, event.run.runId)
+    inferred = moved = False
+    if found is None:
+        inferred = terminal
+        start = event.eventTime - timedelta(microseconds=1) if terminal else event.eventTime
+        parent_id = await ensure_parent(ctx, event, start)
+        execution_id = await start_run(ctx, pipeline_id, event.run.runId, start, parent_id)
+        ended = False
+    else:
+        if found.pipeline_id != pipeline_id:
+            raise Conflict(
+                f"runId {event.run.runId} is already recorded for another job",
+                [{"loc": ["body", "run", "runId"], "msg": "belongs to another job"}],
+            )
+        execution_id, ended = int(found.id), found.end_date is not None
+        moved = not terminal and await move_start(ctx, execution_id, event.eventTime)
+    stored = (
+        await ctx.conn.execute(
+            text("SELECT execution_metadata AS m FROM pipeline_execution WHERE id = :id"),
+            {"id": execution_id},
+        )
+    ).scalar() or {}
+    previous = stored.get("openlineage", {})
+    run_inputs = run_datasets(previous.get("inputs"), event.inputs)
+    run_outputs = run_datasets(previous.get("outputs"), event.outputs)
+    facets = event.run.facets.model_dump(mode="json", exclude_none=True)
+    patch: dict[str, Any] = {
+        "openlineage": {
+            "namespace": event.job.namespace,
+            "name": event.job.name,
+            "producer": event.producer,
+            "facets": bounded(facets),
+            "inputs": run_inputs,
+            "outputs": run_outputs,
+        }
+    }
+    if found is None or (kind == "START" and (moved or not ended)):
+        patch["openlineage"]["start_inferred"] = inferred
+    if not ended:
+        patch["openlineage"]["last_event_type"] = kind
+        patch |= error_metadata(event.run.facets)
+    await merge_metadata(ctx.conn, "pipeline_execution", "execution_metadata", execution_id, patch)
+    if event.inputs or event.outputs:
+        await record_datasets(
+            ctx,
+            pipeline_id,
+            [Dataset(namespace=n, name=m) for n, m in run_inputs],
+            [Dataset(namespace=n, name=m) for n, m in run_outputs],
+        )
+        await record_dataset_facets(ctx, [*event.inputs, *event.outputs])
+    status = "ignored" if ended else "ended" if terminal else "recorded"
+    if terminal and not ended:
+        await end_run(ctx, execution_id, event, kind)
+    return {
+        "event_type": kind,
+        "pipeline_id": pipeline_id,
+        "execution_id": execution_id,
+        "status": status,
+    }
+
+
+async def record_dataset_facets(ctx: Ingest, datasets: list[Any]) -> None:
+    """This event's dataset facets (schema, storage, …) onto the addresses' metadata."""
+    specs = {address_spec(d).name: d for d in datasets if d.facets}
+    if not specs:
+        return
+    rows = await ctx.conn.execute(
+        text("SELECT id, name FROM address WHERE name = ANY(CAST(:n AS text[]))"),
+        {"n": list(specs)},
+    )
+    for row in rows.all():
+        d = specs[row.name]
+        await merge_metadata(
+            ctx.conn,
+            "address",
+            "address_metadata",
+            row.id,
+            described(d.namespace, d.name, d.facets),
+        )
+
+
+async def end_run(ctx: Ingest, execution_id: int, event: RunEvent, kind: str) -> None:
+    body = executions.EndExecution(
+        id=execution_id,
+        end_date=event.eventTime,
+        completed_successfully=kind == "COMPLETE",
+        total_rows=total_rows(event.outputs),
+    )
+    row = await executions.end(ctx.conn, body, ctx.now)
+    if row is not None:
+        ctx.notices.append(
+            ExecutionEnded(
+                execution_id=row["id"],
+                pipeline_id=row["pipeline_id"],
+                pipeline=row["pipeline"],
+                pipeline_type=row["pipeline_type"],
+                success=body.completed_successfully,
+                end_date=event.eventTime,
+                duration_seconds=row["duration_seconds"],
+                inserts=None,
+                updates=None,
+                soft_deletes=None,
+                total_rows=body.total_rows,
+                throughput=row["throughput"],
+            )
+        )
+
+
+async def ingest_job(ctx: Ingest, event: JobEvent) -> dict[str, Any]:
+    pipeline_id = await ensure_pipeline(ctx, event.job, event.job.facets)
+    inputs: list[Dataset] = list(event.inputs)
+    outputs: list[Dataset] = list(event.outputs)
+    await record_datasets(ctx, pipeline_id, inputs, outputs)
+    return {"event_type": "JOB", "pipeline_id": pipeline_id, "status": "recorded"}
+
+
+async def ingest_dataset(ctx: Ingest, event: DatasetEvent) -> dict[str, Any]:
+    spec = address_spec(event.dataset)
+    ids = await addresses.ensure(ctx.conn, [spec])
+    assert spec.address_metadata is not None
+    await merge_metadata(
+        ctx.conn, "address", "address_metadata", ids[spec.name], spec.address_metadata
+    )
+    return {"event_type": "DATASET", "address_id": ids[spec.name], "status": "recorded"}
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def parse_event(data: Any) -> Event:
+    """A RunEvent (has run), DatasetEvent (has dataset) or JobEvent (has job only)."""
+    if not isinstance(data, dict):
+        raise InvalidInput.field(["body"], "expected an OpenLineage event (a JSON object)")
+    model: type[Event]
+    if "run" in data:
+        model = RunEvent
+    elif "dataset" in data:
+        model = DatasetEvent
+    elif "job" in data:
+        model = JobEvent
+    else:
+        raise InvalidInput.field(
+            ["body"], "not an OpenLineage event: expected run and job, dataset, or job"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise validation_errors(error, "body") from None
+
+
+async def ingest(services: Services, data: Any) -> dict[str, Any]:
+    """Validate and store one event in its own transaction; emit execution events after commit."""
+    event = parse_event(data)
+    async with transaction(services.engine) as conn:
+        ctx = Ingest(
+            conn, services.clock.now(), services.settings.auto_create_anomaly_detection_rules
+        )
+        if isinstance(event, RunEvent):
+            result = await ingest_run(ctx, event)
+        elif isinstance(event, DatasetEvent):
+            result = await ingest_dataset(ctx, event)
+        else:
+            result = await ingest_job(ctx, event)
+    for notice in ctx.notices:
+        services.events.emit(notice)
+    return result
+
+
+async def read_body(request: Request, limit: int) -> Any:
+    """The JSON body (gzip accepted, as the OpenLineage HTTP transports can send), bounded."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            raw = inflater.decompress(raw, limit + 1)
+        except zlib.error as error:
+            raise MalformedBody(f"body is not valid gzip: {error}") from None
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
+    if not raw.strip():
+        raise MalformedBody("empty body: expected an OpenLineage event as JSON")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise MalformedBody(f"body is not JSON: {error}") from None
+
+
+@router.post("/api/v1/lineage", scope="ingest", status_code=201)
+async def post_lineage(request: Request) -> Reply:
+    """Ingest one OpenLineage event (RunEvent, JobEvent or DatasetEvent, spec 2-0-2)."""
+    services = services_of(request)
+    data = await read_body(request, services.settings.max_body_bytes)
+    return Reply(await ingest(services, data), 201)
+
+
+@router.post("/api/v1/lineage/batch", scope="ingest")
+async def post_lineage_batch(request: Request) -> Reply:
+    """Ingest a JSON array of events, each in its own transaction; 422 lists the rejected ones."""
+    services = services_of(request)
+    data = await read_body(request, services.settings.max_body_bytes)
+    if not isinstance(data, list) or not 1 <= len(data) <= MAX_BATCH:
+        raise InvalidInput.field(["body"], f"expected a JSON array of 1 to {MAX_BATCH} events")
+    results: list[dict[str, Any]] = []
+    for index, item in enumerate(data):
+        try:
+            results.append({"index": index, "status_code": 201, **await ingest(services, item)})
+        except (InvalidInput, Conflict) as error:
+            errors: list[ErrorItem] = error.errors
+            results.append(
+                {
+                    "index": index,
+                    "status_code": error.status_code,
+                    "detail": error.detail,
+                    "errors": errors,
+                }
+            )
+    rejected = sum(1 for r in results if r["status_code"] != 201)
+    body = {"accepted": len(results) - rejected, "rejected": rejected, "results": results}
+    return Reply(body, 422 if rejected else 200)
