@@ -1,0 +1,335 @@
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from tests.check_helpers import make_pipeline, run
+from tests.conftest import LiveServer, start_live_server
+from tests.conftest import test_settings as settings_for
+from watcher.anomalies import Detector, catch_up, evaluate_now
+from watcher.embedded import EmbeddedPostgres
+from watcher.schema import ANOMALY_METRICS
+from watcher.statistics import evaluate
+
+# --- the statistic against numpy -------------------------------------------------------------
+
+
+def numpy_reference(
+    value: float, baseline: list[float], z: float, minimum: int
+) -> dict[str, Any] | None:
+    data = np.asarray(baseline, dtype=float)
+    if len(data) < minimum or len(data) < 2:
+        return None
+    mean, sd = float(np.mean(data)), float(np.std(data, ddof=1))
+    if sd == 0:
+        return None
+    lower, upper = max(0.0, mean - z * sd), mean + z * sd
+    return {
+        "z": (value - mean) / sd,
+        "mean": mean,
+        "sd": sd,
+        "lower": lower,
+        "upper": upper,
+        "anomaly": bool(value < lower or value > upper),
+    }
+
+
+def history(rng: random.Random) -> list[float]:
+    n = rng.randint(1, 80)
+    kind = rng.choice(["normal", "counts", "constant", "skewed"])
+    if kind == "normal":
+        return [max(0.0, rng.gauss(1000, 150)) for _ in range(n)]
+    if kind == "counts":
+        return [float(rng.randint(0, 50)) for _ in range(n)]
+    if kind == "constant":
+        return [float(rng.randint(0, 9))] * n
+    return [rng.expovariate(1 / 30) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_statistics_equal_numpy_on_generated_histories(seed: int) -> None:
+    rng = random.Random(seed)
+    baseline = history(rng)
+    z_threshold = rng.choice([1.0, 2.0, 2.5, 3.0, rng.uniform(1, 10)])
+    minimum = rng.randint(5, 40)
+    value = rng.choice([*baseline, 0.0, max(baseline) * rng.uniform(1, 5), rng.uniform(0, 2000)])
+    got = evaluate(value, baseline, z_threshold=z_threshold, minimum_executions=minimum)
+    want = numpy_reference(value, baseline, z_threshold, minimum)
+    if want is None:
+        assert got is None
+        return
+    assert got is not None
+    assert got.baseline_count == len(baseline)
+    assert got.mean == pytest.approx(want["mean"], rel=1e-12, abs=1e-9)
+    assert got.sd == pytest.approx(want["sd"], rel=1e-9)
+    assert got.z_score == pytest.approx(want["z"], rel=1e-9, abs=1e-9)
+    assert got.lower == pytest.approx(want["lower"], rel=1e-9, abs=1e-9)
+    assert got.upper == pytest.approx(want["upper"], rel=1e-9)
+    if abs(value - want["lower"]) > 1e-6 and abs(value - want["upper"]) > 1e-6:
+        assert got.is_anomaly == want["anomaly"]
+
+
+def test_the_lower_bound_is_floored_at_zero_and_zero_is_not_anomalous() -> None:
+    got = evaluate(0.0, [1.0, 2.0, 30.0, 4.0, 5.0], z_threshold=3, minimum_executions=5)
+    assert got is not None and got.lower == 0.0 and got.is_anomaly is False
+
+
+# --- evaluation against the database ---------------------------------------------------------
+
+NOW = datetime.now(UTC)
+START = (NOW - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+
+
+def seed_history(
+    live: LiveServer,
+    pipeline_id: int,
+    values: list[float],
+    *,
+    hour_offset: int = 0,
+    flags: dict[int, dict[str, bool]] | None = None,
+) -> list[int]:
+    """Successful, already-evaluated executions one per day before START, at the same hour."""
+    ids = []
+    for day, value in enumerate(values, start=1):
+        started = START - timedelta(days=day) + timedelta(hours=hour_offset)
+        flag = (flags or {}).get(day - 1)
+        rows = live.sql(
+            "INSERT INTO pipeline_execution (pipeline_id, start_date, end_date,"
+            " completed_successfully, duration_seconds, total_rows, inserts, hour_recorded,"
+            " date_recorded, anomaly_checked_at, anomaly_flags) VALUES (:p, :s, :e, true, 600,"
+            " :v, :v, :h, :d, :s, CAST(:f AS jsonb)) RETURNING id",
+            p=pipeline_id,
+            s=started,
+            e=started + timedelta(minutes=10),
+            v=int(value),
+            h=started.hour,
+            d=started.date(),
+            f=orjson.dumps(flag).decode() if flag else None,
+        )
+        ids.append(rows[0]["id"])
+    return ids
+
+
+def make_rule(client: httpx.Client, pipeline_id: int, metric: str = "total_rows", **kw: Any) -> int:
+    r = client.post(
+        "/anomaly_detection_rule",
+        json={"pipeline_id": pipeline_id, "metric_field": metric, "minimum_executions": 5, **kw},
+    )
+    assert r.status_code in (200, 201), r.text
+    return int(r.json()["id"])
+
+
+def drain(live: LiveServer) -> None:
+    detector: Detector = live.services.state["anomaly_detector"]
+    live.run(detector.drain)
+
+
+def results(live: LiveServer, execution_id: int) -> list[dict[str, Any]]:
+    return live.sql(
+        "SELECT x.*, r.metric_field FROM anomaly_detection_result x"
+        " JOIN anomaly_detection_rule r ON r.id = x.rule_id"
+        " WHERE pipeline_execution_id = :id ORDER BY r.metric_field",
+        id=execution_id,
+    )
+
+
+def test_a_successful_end_is_evaluated_in_the_background_like_numpy_says(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid, z_threshold=2.0)
+    rng = random.Random(7)
+    values = [float(rng.randint(900, 1100)) for _ in range(25)]
+    seed_history(live, pid, values)
+    seed_history(live, pid, [10**6] * 5, hour_offset=1)  # another hour: not in the baseline
+    eid = run(client, pid, START, START + timedelta(minutes=10), total_rows=5000, inserts=1)
+    drain(live)
+    [result] = results(live, eid)
+    want = numpy_reference(5000, values, 2.0, 5)
+    assert want is not None and want["anomaly"]
+    assert result["baseline_count"] == 25 and result["is_anomaly"] is True
+    assert result["historical_mean"] == pytest.approx(want["mean"])
+    assert result["std_deviation_value"] == pytest.approx(want["sd"])
+    assert result["z_score"] == pytest.approx(want["z"])
+    assert result["threshold_min_value"] == pytest.approx(want["lower"])
+    assert result["threshold_max_value"] == pytest.approx(want["upper"])
+    execution = live.sql("SELECT * FROM pipeline_execution WHERE id = :id", id=eid)[0]
+    assert execution["anomaly_flags"] == {"total_rows": True}
+    assert execution["anomaly_checked_at"] is not None
+
+
+def test_flagged_executions_leave_the_baseline_until_unflagged(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    values = [100.0, 110.0, 90.0, 105.0, 95.0, 100.0, 5000.0]
+    ids = seed_history(live, pid, values, flags={6: {"total_rows": True}})
+    eid = run(client, pid, START, START + timedelta(minutes=10), total_rows=101)
+    drain(live)
+    [first] = results(live, eid)
+    assert first["baseline_count"] == 6 and first["is_anomaly"] is False
+    r = client.post(
+        "/unflag_anomaly",
+        json={"pipeline_id": pid, "pipeline_execution_id": ids[6], "metric_field": ["total_rows"]},
+    )
+    assert r.status_code == 204, r.text
+    assert live.sql("SELECT anomaly_flags FROM pipeline_execution WHERE id = :i", i=ids[6]) == [
+        {"anomaly_flags": {}}
+    ]
+    later = START + timedelta(minutes=20)
+    eid2 = run(client, pid, later, later + timedelta(minutes=10), total_rows=101)
+    drain(live)
+    [second] = results(live, eid2)
+    assert second["baseline_count"] == 8  # the unflagged one and the first execution count
+    r = client.post(
+        "/unflag_anomaly", json={"pipeline_execution_id": 10**9, "metric_field": ["inserts"]}
+    )
+    assert r.status_code == 404
+
+
+def test_too_small_or_flat_baselines_and_null_values_are_skipped(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid, "total_rows")
+    make_rule(client, pid, "inserts")
+    make_rule(client, pid, "updates")
+    seed_history(live, pid, [100.0] * 10)  # flat for total_rows and inserts; updates null
+    eid = run(client, pid, START, START + timedelta(minutes=10), total_rows=1, inserts=1, updates=1)
+    drain(live)
+    assert results(live, eid) == []
+    pid2 = make_pipeline(client, "q")
+    make_rule(client, pid2, minimum_executions=10)
+    seed_history(live, pid2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    eid2 = run(client, pid2, START, START + timedelta(minutes=10), total_rows=50)
+    drain(live)
+    assert results(live, eid2) == []
+
+
+def test_the_catch_up_evaluates_an_execution_whose_detection_was_lost(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    make_rule(client, pid, "duration_seconds")
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    # A crash between the end's commit and the evaluation: ended, never evaluated.
+    [lost] = seed_history(live, pid, [999.0], hour_offset=24)  # at START
+    live.sql("UPDATE pipeline_execution SET anomaly_checked_at = NULL WHERE id = :i", i=lost)
+    assert live.run(lambda: catch_up(live.services)) == 1
+    assert {r["metric_field"] for r in results(live, lost)} == {"total_rows"}  # duration flat
+    checked = live.sql("SELECT anomaly_checked_at FROM pipeline_execution WHERE id = :i", i=lost)
+    assert checked[0]["anomaly_checked_at"] is not None
+    assert live.run(lambda: catch_up(live.services)) == 0
+    assert len(results(live, lost)) == 1
+
+
+def test_evaluating_twice_at_once_writes_one_result_per_rule(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    for metric in ("total_rows", "inserts"):
+        make_rule(client, pid, metric)
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    [eid] = seed_history(live, pid, [35.0], hour_offset=24)
+    live.sql("UPDATE pipeline_execution SET anomaly_checked_at = NULL WHERE id = :i", i=eid)
+
+    async def twice() -> list[int | None]:
+        return list(
+            await asyncio.gather(evaluate_now(live.services, eid), evaluate_now(live.services, eid))
+        )
+
+    outcomes = live.run(twice)
+    assert sorted(outcomes, key=lambda o: o is None) == [2, None]
+    r = client.post(f"/anomaly_detection/detect/{pid}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["pipeline_execution_id"] == eid and body["new_results"] == 0
+    assert len(body["results"]) == 2 and len(results(live, eid)) == 2
+
+
+def test_detect_evaluates_rules_added_after_the_end(client: httpx.Client, live: LiveServer) -> None:
+    pid = make_pipeline(client, "p")
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    eid = run(client, pid, START, START + timedelta(minutes=10), total_rows=500)
+    drain(live)
+    assert results(live, eid) == []
+    make_rule(client, pid, z_threshold=1.5)
+    body = client.post(f"/anomaly_detection/detect/{pid}").json()
+    assert body["new_results"] == 1 and body["anomalies"] == 1
+    assert body["results"][0]["metric_field"] == "total_rows"
+    assert client.post("/anomaly_detection/detect/999999").status_code == 404
+
+
+def test_rules_are_created_once_listed_read_and_patched(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    other = make_pipeline(client, "q")
+    body = {"pipeline_id": pid, "metric_field": "Throughput", "z_threshold": 2.5}
+    first = client.post("/anomaly_detection_rule", json=body)
+    assert first.status_code == 201, first.text
+    rule = first.json()
+    assert rule["metric_field"] == "throughput" and rule["lookback_days"] == 30
+    again = client.post("/anomaly_detection_rule", json=body)
+    assert again.status_code == 200 and again.json()["id"] == rule["id"]
+    make_rule(client, other)
+    listed = client.get("/anomaly_detection_rule", params={"pipeline_id": pid}).json()
+    assert [r["id"] for r in listed] == [rule["id"]]
+    assert len(client.get("/anomaly_detection_rule").json()) == 2
+    assert client.get(f"/anomaly_detection_rule/{rule['id']}").json() == rule
+    assert client.get("/anomaly_detection_rule/999999").status_code == 404
+    live.clock.advance(timedelta(hours=1))
+    patched = client.patch(
+        "/anomaly_detection_rule", json={"id": rule["id"], "active": False, "lookback_days": 7}
+    ).json()
+    assert patched["active"] is False and patched["lookback_days"] == 7
+    assert patched["z_threshold"] == 2.5
+    assert datetime.fromisoformat(patched["updated_at"]) > datetime.fromisoformat(
+        rule["updated_at"]
+    ) + timedelta(minutes=59)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metric_field": "rows"},
+        {"metric_field": "inserts", "z_threshold": 0.5},
+        {"metric_field": "inserts", "lookback_days": 366},
+        {"metric_field": "inserts", "minimum_executions": 4},
+    ],
+)
+def test_invalid_rules_are_refused(client: httpx.Client, body: dict[str, Any]) -> None:
+    pid = make_pipeline(client, "p")
+    assert (
+        client.post("/anomaly_detection_rule", json={"pipeline_id": pid, **body}).status_code == 422
+    )
+
+
+def test_a_rule_for_an_unknown_pipeline_is_not_found(client: httpx.Client) -> None:
+    r = client.post(
+        "/anomaly_detection_rule", json={"pipeline_id": 424242, "metric_field": "inserts"}
+    )
+    assert r.status_code == 404
+
+
+def test_auto_created_rules(postgres: EmbeddedPostgres, live: LiveServer) -> None:
+    server = start_live_server(postgres.url, settings_for(auto_create_anomaly_detection_rules=True))
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            pid = make_pipeline(http, "auto")
+            rules = http.get("/anomaly_detection_rule", params={"pipeline_id": pid}).json()
+    finally:
+        server.stop()
+    assert sorted(r["metric_field"] for r in rules) == sorted(ANOMALY_METRICS)
+    assert {(r["z_threshold"], r["lookback_days"], r["minimum_executions"]) for r in rules} == {
+        (3.0, 30, 30)
+    }
