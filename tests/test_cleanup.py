@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.check_helpers import end, make_pipeline, start
+from tests.conftest import LiveServer
+from watcher.cleanup import cutoff_for
+
+DAY = timedelta(days=1)
+NOW = datetime.now(UTC)
+
+
+def count(live: LiveServer, table: str) -> int:
+    return int(live.sql(f"SELECT count(*) AS n FROM {table}")[0]["n"])
+
+
+def seed_logs(
+    live: LiveServer, pipeline_id: int, execution_id: int, at: datetime, rule: int
+) -> None:
+    live.sql(
+        "INSERT INTO freshness_pipeline_log (pipeline_id, last_dml_timestamp,"
+        " evaluation_timestamp, freshness_number, freshness_datepart, used_child_config,"
+        " created_at) VALUES (:p, :t, :t, 1, 'day', true, :t)",
+        p=pipeline_id,
+        t=at,
+    )
+    live.sql(
+        "INSERT INTO missed_run_log (pipeline_id, expected_at, detected_at, schedule,"
+        " schedule_timezone, grace_seconds, used_child_config, created_at)"
+        " VALUES (:p, :t, :t, '0 * * * *', 'UTC', 0, true, :t)",
+        p=pipeline_id,
+        t=at,
+    )
+    live.sql(
+        "INSERT INTO timeliness_pipeline_execution_log (pipeline_execution_id, pipeline_id,"
+        " duration_seconds, seconds_threshold, execution_status, timely_number, timely_datepart,"
+        " used_child_config, created_at)"
+        " VALUES (:e, :p, 10, 5, 'completed', 5, 'minute', true, :t)",
+        e=execution_id,
+        p=pipeline_id,
+        t=at,
+    )
+    live.sql(
+        "INSERT INTO anomaly_detection_result (pipeline_execution_id, rule_id, violation_value,"
+        " z_score, historical_mean, std_deviation_value, z_threshold, threshold_min_value,"
+        " threshold_max_value, baseline_count, is_anomaly, detected_at)"
+        " VALUES (:e, :r, 1, 1, 1, 1, 3, 0, 4, 30, false, :t)",
+        e=execution_id,
+        r=rule,
+        t=at,
+    )
+
+
+def seed(client: httpx.Client, live: LiveServer) -> dict[str, Any]:
+    pid = make_pipeline(client, "p")
+    rule = client.post(
+        "/anomaly_detection_rule", json={"pipeline_id": pid, "metric_field": "inserts"}
+    )
+    rule_id = rule.json()["id"]
+    old = NOW - 200 * DAY
+    recent = NOW - 10 * DAY
+    old_ids = []
+    for i in range(5):
+        eid = start(client, pid, old + i * timedelta(hours=1))
+        end(client, eid, old + i * timedelta(hours=1) + timedelta(minutes=5))
+        seed_logs(live, pid, eid, old + i * timedelta(hours=1), rule_id)
+        old_ids.append(eid)
+    # A nested run: an old parent with an old child and a child that started recently.
+    parent = start(client, pid, old)
+    old_child = client.post(
+        "/start_pipeline_execution",
+        json={"pipeline_id": pid, "start_date": (old + DAY).isoformat(), "parent_id": parent},
+    ).json()["id"]
+    recent_child = client.post(
+        "/start_pipeline_execution",
+        json={"pipeline_id": pid, "start_date": recent.isoformat(), "parent_id": parent},
+    ).json()["id"]
+    kept = start(client, pid, recent)
+    seed_logs(live, pid, kept, recent, rule_id)
+    return {"old": [*old_ids, parent, old_child], "recent_child": recent_child, "kept": kept}
+
+
+def test_cleanup_deletes_old_history_in_batches_and_only_once(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    rows = seed(client, live)
+    assert count(live, "pipeline_execution_closure") == 7 + 2 + 2  # self rows + parent links
+    r = client.post("/log_cleanup", json={"retention_days": 90, "batch_size": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert datetime.fromisoformat(body["cutoff"]) == cutoff_for(live.clock.now(), 90)
+    assert body["deleted"] == {
+        "freshness_pipeline_log": 5,
+        "timeliness_pipeline_execution_log": 5,
+        "missed_run_log": 5,
+        "anomaly_detection_result": 5,
+        "pipeline_execution_closure": 7 + 1 + 1,  # old self rows, old→old, old parent→recent
+        "pipeline_execution": 7,
+    }
+    remaining = live.sql("SELECT id, parent_id FROM pipeline_execution ORDER BY id")
+    assert remaining == [
+        {"id": rows["recent_child"], "parent_id": None},
+        {"id": rows["kept"], "parent_id": None},
+    ]
+    closure = live.sql("SELECT ancestor_id, descendant_id FROM pipeline_execution_closure")
+    assert sorted((c["ancestor_id"], c["descendant_id"]) for c in closure) == sorted(
+        [(rows["recent_child"], rows["recent_child"]), (rows["kept"], rows["kept"])]
+    )
+    for table in ("freshness_pipeline_log", "missed_run_log", "anomaly_detection_result"):
+        assert count(live, table) == 1
+    again = client.post("/log_cleanup", json={"retention_days": 90}).json()
+    assert set(again["deleted"].values()) == {0}
+
+
+def test_a_longer_retention_keeps_more(client: httpx.Client, live: LiveServer) -> None:
+    seed(client, live)
+    body = client.post("/log_cleanup", json={"retention_days": 365}).json()
+    assert set(body["deleted"].values()) == {0}
+    assert count(live, "pipeline_execution") == 9
+
+
+def test_retention_under_ninety_days_is_refused(client: httpx.Client) -> None:
+    assert client.post("/log_cleanup", json={"retention_days": 89}).status_code == 422
+    assert client.post("/log_cleanup", json={}).status_code == 422
+    r = client.post("/log_cleanup", json={"retention_days": 90, "batch_size": 0})
+    assert r.status_code == 422
+
+
+def test_the_cutoff_is_midnight_utc_retention_days_ago() -> None:
+    at = datetime(2024, 6, 1, 23, 59, tzinfo=UTC)
+    assert cutoff_for(at, 90) == datetime(2024, 3, 3, tzinfo=UTC)
