@@ -133,6 +133,15 @@ def _register_tokens(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 EXTRA_COMMANDS.append(_register_tokens)
 
 
+def _register_api_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from watcher.commands import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_register_api_commands)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

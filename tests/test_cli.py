@@ -1,0 +1,246 @@
+"""The `watcher` API commands through their entry point against a live Watcher (and once as a
+real subprocess): tables, --json, filters, checks' exit codes, cleanup, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, start_live_server
+from tests.conftest import test_settings as settings_for
+from tests.factories import address, end, make_pipeline, start
+from watcher import auth
+from watcher.cli import main
+from watcher.embedded import EmbeddedPostgres
+
+NOW = datetime.now(UTC)
+
+
+def watcher(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, *argv: str
+) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([*argv, "--url", live.url])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def history(client: httpx.Client) -> dict[str, int]:
+    """Two pipelines: orders (one success, one failure, one running), refunds (old success)."""
+    orders = make_pipeline(client, "orders_load", next_watermark="2026-01-02")["id"]
+    refunds = make_pipeline(client, "refunds_load")["id"]
+    ok = start(client, orders, start_date=(NOW - timedelta(hours=3)).isoformat())
+    end(client, ok, inserts=10, total_rows=10, end_date=(NOW - timedelta(hours=2)).isoformat())
+    bad = start(client, orders, start_date=(NOW - timedelta(hours=1)).isoformat())
+    end(client, bad, ok=False, end_date=(NOW - timedelta(minutes=30)).isoformat())
+    running = start(client, orders, parent_id=ok)
+    old = start(client, refunds, start_date=(NOW - timedelta(days=200)).isoformat())
+    end(client, old, end_date=(NOW - timedelta(days=199)).isoformat())
+    return {"orders": orders, "refunds": refunds, "ok": ok, "bad": bad, "running": running}
+
+
+def test_pipelines_list_prints_a_table_and_json(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, history: dict[str, int]
+) -> None:
+    code, out, _ = watcher(capsys, live, "pipelines", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["ID", "NAME", "TYPE"]
+    assert "orders_load" in lines[1] and "2026-01-02" in lines[1]
+    assert "refunds_load" in lines[2]
+    code, out, _ = watcher(capsys, live, "pipelines", "list", "--json")
+    assert [p["name"] for p in json.loads(out)] == ["orders_load", "refunds_load"]
+    code, out, _ = watcher(capsys, live, "pipelines", "list", "--limit", "1", "--json")
+    assert len(json.loads(out)) == 1
+
+
+def test_pipelines_show_finds_a_pipeline_by_name_with_its_last_runs(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, history: dict[str, int]
+) -> None:
+    code, out, _ = watcher(capsys, live, "pipelines", "show", "ORDERS_LOAD")
+    assert code == 0
+    assert "pipeline_type_name" in out and "extraction" in out
+    assert "last 3 executions" in out
+    assert "running" in out and "failed" in out and "succeeded" in out
+    code, out, _ = watcher(capsys, live, "pipelines", "show", str(history["refunds"]), "--json")
+    assert json.loads(out)["name"] == "refunds_load"
+    assert len(json.loads(out)["recent_executions"]) == 1
+
+
+def test_executions_list_filters_by_pipeline_status_and_since(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, history: dict[str, int]
+) -> None:
+    def ids(*filters: str) -> list[int]:
+        code, out, _ = watcher(capsys, live, "executions", "list", "--json", *filters)
+        assert code == 0
+        return [e["id"] for e in json.loads(out)]
+
+    assert ids("--pipeline", "orders_load") == [history["running"], history["bad"], history["ok"]]
+    assert ids("--status", "failed") == [history["bad"]]
+    assert ids("--status", "running") == [history["running"]]
+    assert ids("--since", "2h") == [history["running"], history["bad"]]
+    assert len(ids("--since", (NOW - timedelta(days=365)).date().isoformat())) == 4
+    assert ids("--pipeline", str(history["refunds"]), "--status", "succeeded") != []
+    code, out, _ = watcher(capsys, live, "executions", "list", "--status", "failed")
+    assert code == 0
+    assert out.splitlines()[0].split()[:3] == ["ID", "PIPELINE", "STATUS"]
+    assert "orders_load" in out and "failed" in out
+
+
+def test_lineage_shows_upstream_and_downstream_by_distance(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, client: httpx.Client
+) -> None:
+    first = make_pipeline(client, "stage")["id"]
+    second = make_pipeline(client, "mart")["id"]
+    for pipeline, sources, targets in (
+        (first, ["raw.public.orders"], ["stage.public.orders"]),
+        (second, ["stage.public.orders"], ["mart.public.orders"]),
+    ):
+        body = {
+            "pipeline_id": pipeline,
+            "source_addresses": [address(n) for n in sources],
+            "target_addresses": [address(n) for n in targets],
+        }
+        assert client.post("/address_lineage", json=body).status_code == 200
+    code, out, _ = watcher(capsys, live, "lineage", "stage.public.orders")
+    assert code == 0
+    assert out.splitlines()[0].startswith("stage.public.orders (#")
+    assert "← raw.public.orders" in out and "→ mart.public.orders" in out
+    code, out, _ = watcher(capsys, live, "lineage", "raw.public.orders", "--json")
+    down = json.loads(out)["downstream"]
+    assert [(a["address_name"], a["depth"]) for a in down] == [
+        ("stage.public.orders", 1),
+        ("mart.public.orders", 2),
+    ]
+    code, out, _ = watcher(capsys, live, "lineage", "raw.public.orders", "--depth", "1")
+    assert "mart.public.orders" not in out
+    code, _, err = watcher(capsys, live, "lineage", "no.such.table")
+    assert code == 3 and "no address named" in err
+
+
+def test_checks_exit_1_with_findings_and_0_without(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, client: httpx.Client
+) -> None:
+    for check in ("timeliness", "freshness", "missed-runs"):
+        code, out, _ = watcher(capsys, live, "check", check)
+        assert (code, out.strip()) == (0, f"{check}: no findings")
+    slow = make_pipeline(client, "slow_load", timeliness_number=5, timeliness_datepart="minute")
+    start(client, slow["id"], start_date=(NOW - timedelta(minutes=20)).isoformat())
+    code, out, err = watcher(capsys, live, "check", "timeliness", "--lookback-minutes", "60")
+    assert code == 1
+    assert "slow_load" in out and "running" in out
+    assert "1 finding(s), 1 new" in err
+    code, out, _ = watcher(capsys, live, "check", "timeliness", "--json")
+    assert json.loads(out)["findings"][0]["newly_logged"] is False
+
+
+def test_cleanup_deletes_old_history_and_dry_run_sends_nothing(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, history: dict[str, int]
+) -> None:
+    code, out, _ = watcher(capsys, live, "cleanup", "--retention-days", "90", "--dry-run")
+    assert code == 0 and "no dry-run mode" in out and "nothing was sent" in out
+    assert len(live.sql("SELECT id FROM pipeline_execution")) == 4
+    code, out, _ = watcher(capsys, live, "cleanup", "--retention-days", "90", "--batch-size", "1")
+    assert code == 0
+    assert "pipeline_execution " in out and "rows deleted" in out
+    assert len(live.sql("SELECT id FROM pipeline_execution")) == 3
+    code, _, err = watcher(capsys, live, "cleanup", "--retention-days", "30")
+    assert code == 3 and "HTTP 422" in err and "retention_days" in err
+
+
+def test_http_errors_and_an_unreachable_server_exit_3(
+    capsys: pytest.CaptureFixture[str], live: LiveServer
+) -> None:
+    code, _, err = watcher(capsys, live, "pipelines", "show", "999")
+    assert code == 3 and "HTTP 404" in err and "pipeline 999 not found" in err
+    capsys.readouterr()
+    assert main(["pipelines", "list", "--url", "http://127.0.0.1:9"]) == 3
+    assert "cannot reach Watcher" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2_and_every_command_has_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (
+        ["executions", "list", "--since", "last tuesday"],
+        ["cleanup"],
+        ["check", "nonsense"],
+        ["pipelines"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2, argv
+    for argv in (
+        ["pipelines"],
+        ["pipelines", "list"],
+        ["pipelines", "show"],
+        ["executions", "list"],
+        ["lineage"],
+        ["check"],
+        ["check", "timeliness"],
+        ["check", "freshness"],
+        ["check", "missed-runs"],
+        ["cleanup"],
+    ):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--help"])
+        assert exit_info.value.code == 0
+        assert "exit codes:" in capsys.readouterr().out, argv
+
+
+@pytest.fixture(scope="module")
+def secured(postgres: EmbeddedPostgres) -> Iterator[LiveServer]:
+    server = start_live_server(postgres.url, settings_for(auth_enabled=True))
+    yield server
+    server.stop()
+
+
+def test_the_token_goes_as_a_bearer_token(
+    capsys: pytest.CaptureFixture[str],
+    live: LiveServer,
+    secured: LiveServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, token = secured.in_transaction(
+        lambda conn: auth.create_token(conn, "cli", ["read"], datetime.now(UTC))
+    )
+    monkeypatch.setenv("WATCHER_URL", secured.url)
+    assert main(["pipelines", "list"]) == 3
+    assert "HTTP 401" in capsys.readouterr().err
+    monkeypatch.setenv("WATCHER_TOKEN", token)
+    assert main(["pipelines", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["cleanup", "--retention-days", "90"]) == 3  # admin scope needed
+    assert "HTTP 403" in capsys.readouterr().err
+
+
+def test_the_installed_entry_point_runs_as_a_subprocess(
+    live: LiveServer, history: dict[str, int]
+) -> None:
+    env = {**os.environ, "WATCHER_URL": live.url}
+    listing = subprocess.run(
+        [sys.executable, "-m", "watcher", "executions", "list", "--status", "failed", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert [e["id"] for e in json.loads(listing.stdout)] == [history["bad"]]
+    refused = subprocess.run(
+        [sys.executable, "-m", "watcher", "executions", "list", "--status", "weird"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "invalid choice" in refused.stderr

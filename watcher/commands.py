@@ -1,0 +1,495 @@
+"""`watcher pipelines|executions|lineage|check|cleanup`: the HTTP API from a terminal.
+
+These commands talk to a running Watcher (`--url`, WATCHER_URL, default http://127.0.0.1:8000)
+with an optional bearer token (`--token`, WATCHER_TOKEN), never to the database. Tables go to
+stdout (`--json` for the raw JSON), progress and errors to stderr.
+
+Exit codes scripts can rely on:
+    0  success (for checks: nothing found)
+    1  a check found overdue executions, stale pipelines or missed runs
+    2  usage error (bad arguments)
+    3  Watcher unreachable, or it answered with an HTTP error (401/403/404/422/5xx)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TextIO
+
+import httpx
+import orjson
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HTTP = 0, 1, 2, 3
+DEFAULT_URL = "http://127.0.0.1:8000"
+PAGE = 1000
+CELL = 48
+Row = dict[str, Any]
+
+
+class ApiError(Exception):
+    """Watcher unreachable or an HTTP error: exit code 3."""
+
+
+class Api:
+    """A thin synchronous view of the HTTP API: JSON in, JSON out, errors as ApiError."""
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kw)
+        except httpx.HTTPError as error:
+            raise ApiError(f"cannot reach Watcher at {self.http.base_url}: {error}") from None
+        if response.is_error:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text or response.reason_phrase
+            raise ApiError(f"HTTP {response.status_code} from {method} {path}: {detail}")
+        return response.json() if response.content else None
+
+    def pages(self, path: str, params: dict[str, Any], limit: int | None) -> Iterator[Row]:
+        """Rows of a paged listing, up to `limit` (None: all)."""
+        offset = 0
+        while limit is None or offset < limit:
+            size = PAGE if limit is None else min(PAGE, limit - offset)
+            rows = self.call("GET", path, params={**params, "limit": size, "offset": offset})
+            yield from rows
+            if len(rows) < size:
+                return
+            offset += size
+            status(f"fetched {offset} rows…")
+
+
+def status(message: str) -> None:
+    print(f"watcher: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def ticking(message: str, every: float = 5.0) -> Iterator[None]:
+    """Say what is being waited for, then how long, every few seconds, until it finishes."""
+    status(message)
+    done = threading.Event()
+    started = datetime.now(UTC)
+
+    def tick() -> None:
+        while not done.wait(every):
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            status(f"still working ({elapsed:.0f} s)…")
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    text = str(value)
+    if re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", text):
+        text = text[:19].replace("T", " ")
+    return text if len(text) <= CELL else text[: CELL - 1] + "…"
+
+
+def table(rows: Sequence[Row], columns: Sequence[tuple[str, str]], out: TextIO) -> None:
+    """Aligned columns; `columns` are (key, heading)."""
+    cells = [[cell(r.get(key)) for key, _ in columns] for r in rows]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, (_, h) in enumerate(columns)]
+    print(
+        "  ".join(h.upper().ljust(w) for (_, h), w in zip(columns, widths, strict=True)), file=out
+    )
+    for line in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), file=out)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def execution_status(row: Row) -> str:
+    ok = row.get("completed_successfully")
+    return "running" if ok is None else "succeeded" if ok else "failed"
+
+
+# --- arguments ---------------------------------------------------------------------------
+
+_RELATIVE = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def since(value: str) -> datetime:
+    """`30m`, `24h`, `7d`, `2w` ago, or an ISO date/datetime (UTC when no zone is given)."""
+    relative = _RELATIVE.match(value.strip())
+    if relative:
+        amount, unit = relative.groups()
+        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(value), time())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: expected 30m, 24h, 7d, 2w or an ISO date/datetime"
+            ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return number
+
+
+def common() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection and output")
+    group.add_argument(
+        "--url",
+        default=os.environ.get("WATCHER_URL", DEFAULT_URL),
+        help=f"Watcher's base URL (env WATCHER_URL, default {DEFAULT_URL})",
+    )
+    group.add_argument(
+        "--token",
+        default=os.environ.get("WATCHER_TOKEN"),
+        help="API token sent as a bearer token (env WATCHER_TOKEN)",
+    )
+    group.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    group.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parent
+
+
+def api_of(args: argparse.Namespace) -> Api:
+    return Api(args.url, args.token, args.timeout)
+
+
+def resolve(api: Api, path: str, key: str, what: str) -> Row:
+    """A row by id (digits) or by its (case-insensitive) name."""
+    if key.isdigit():
+        return api.call("GET", f"{path}/{key}")  # type: ignore[no-any-return]
+    name = key.strip().lower()
+    for row in api.pages(path, {}, None):
+        if row["name"] == name:
+            return row
+    raise ApiError(f"no {what} named {name!r}")
+
+
+# --- commands ----------------------------------------------------------------------------
+
+PIPELINE_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("pipeline_type_name", "type"),
+    ("active", "active"),
+    ("load_lineage", "lineage"),
+    ("watermark", "watermark"),
+    ("last_target_insert", "last insert"),
+]
+EXECUTION_COLUMNS = [
+    ("id", "id"),
+    ("pipeline_name", "pipeline"),
+    ("status", "status"),
+    ("start_date", "start"),
+    ("end_date", "end"),
+    ("duration_seconds", "seconds"),
+    ("total_rows", "rows"),
+    ("inserts", "inserts"),
+    ("parent_id", "parent"),
+]
+
+
+def cmd_pipelines_list(args: argparse.Namespace, api: Api) -> int:
+    rows = list(api.pages("/pipeline", {}, None if args.all else args.limit))
+    if args.json:
+        emit_json(rows)
+    else:
+        table(rows, PIPELINE_COLUMNS, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_pipelines_show(args: argparse.Namespace, api: Api) -> int:
+    pipeline = resolve(api, "/pipeline", args.pipeline, "pipeline")
+    pipeline = api.call("GET", f"/pipeline/{pipeline['id']}")
+    recent = api.call(
+        "GET", "/pipeline_execution", params={"pipeline_id": pipeline["id"], "limit": args.runs}
+    )
+    if args.json:
+        emit_json({**pipeline, "recent_executions": recent})
+        return EXIT_OK
+    width = max(len(k) for k in pipeline)
+    for key, value in pipeline.items():
+        shown = orjson.dumps(value).decode() if isinstance(value, dict | list) else cell(value)
+        print(f"{key.ljust(width)}  {shown}")
+    print(f"\nlast {len(recent)} executions:")
+    table([r | {"status": execution_status(r)} for r in recent], EXECUTION_COLUMNS, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_executions_list(args: argparse.Namespace, api: Api) -> int:
+    params: dict[str, Any] = {}
+    if args.pipeline:
+        params["pipeline_id"] = resolve(api, "/pipeline", args.pipeline, "pipeline")["id"]
+    if args.status:
+        params["status"] = args.status
+    if args.since:
+        params["since"] = args.since.isoformat()
+    rows = [
+        r | {"status": execution_status(r)}
+        for r in api.pages("/pipeline_execution", params, args.limit)
+    ]
+    if args.json:
+        emit_json(rows)
+    else:
+        table(rows, EXECUTION_COLUMNS, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_lineage(args: argparse.Namespace, api: Api) -> int:
+    found = resolve(api, "/address", args.address, "address")
+    params = {"depth": args.depth} if args.depth else {}
+    graph = api.call("GET", f"/address_lineage/{found['id']}", params=params)
+    if args.json:
+        emit_json(graph)
+        return EXIT_OK
+    print(f"{graph['address_name']} (#{graph['address_id']})")
+    for side, arrow in (("upstream", "←"), ("downstream", "→")):
+        related = graph[side]
+        print(f"{side}: {len(related) or 'none'}")
+        for row in related:
+            indent = "  " * row["depth"]
+            print(
+                f"{indent}{arrow} {row['address_name']}  "
+                f"[{row['address_type_name']}, depth {row['depth']}, #{row['address_id']}]"
+            )
+    return EXIT_OK
+
+
+CHECKS: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "timeliness": (
+        "/timeliness",
+        [
+            ("pipeline_execution_id", "execution"),
+            ("pipeline_name", "pipeline"),
+            ("execution_status", "status"),
+            ("start_date", "start"),
+            ("duration_seconds", "seconds"),
+            ("seconds_threshold", "threshold"),
+            ("newly_logged", "new"),
+        ],
+    ),
+    "freshness": (
+        "/freshness",
+        [
+            ("pipeline_id", "id"),
+            ("pipeline_name", "pipeline"),
+            ("last_dml_timestamp", "last dml"),
+            ("lag_seconds", "lag s"),
+            ("threshold_seconds", "threshold s"),
+            ("newly_logged", "new"),
+        ],
+    ),
+    "missed-runs": (
+        "/missed_runs",
+        [
+            ("pipeline_id", "id"),
+            ("pipeline_name", "pipeline"),
+            ("expected_at", "expected"),
+            ("last_start", "last start"),
+            ("schedule", "schedule"),
+            ("newly_logged", "new"),
+        ],
+    ),
+}
+
+
+def cmd_check(args: argparse.Namespace, api: Api) -> int:
+    path, columns = CHECKS[args.check]
+    body = {"lookback_minutes": args.lookback_minutes} if args.check == "timeliness" else None
+    with ticking(f"running the {args.check} check…"):
+        result = api.call("POST", path, json=body)
+    findings = result.get("findings", [])
+    if args.json:
+        emit_json(result)
+    elif findings:
+        table(findings, columns, sys.stdout)
+    else:
+        print(f"{args.check}: no findings")
+    if findings:
+        status(f"{args.check}: {len(findings)} finding(s), {result.get('new_findings', 0)} new")
+    return EXIT_FINDINGS if findings else EXIT_OK
+
+
+def cutoff(retention_days: int) -> date:
+    """The server's rule: today (UTC) − retention_days; rows started before it go."""
+    return datetime.now(UTC).date() - timedelta(days=retention_days)
+
+
+def cmd_cleanup(args: argparse.Namespace, api: Api) -> int:
+    if args.dry_run:
+        # The server has no dry-run: POST /log_cleanup always deletes. Say so, don't guess.
+        report = {
+            "dry_run": True,
+            "cutoff": cutoff(args.retention_days).isoformat(),
+            "deleted": None,
+            "note": "the server has no dry-run support; nothing was sent or deleted",
+        }
+        if args.json:
+            emit_json(report)
+        else:
+            print(
+                f"dry run: executions started before {report['cutoff']} (UTC), with their "
+                "closure rows and anomaly results, and freshness/timeliness/missed-run logs "
+                "and anomaly results created before it would be deleted.\n"
+                "Watcher's API has no dry-run mode, so row counts cannot be reported; "
+                "nothing was sent or deleted."
+            )
+        return EXIT_OK
+    body = {"retention_days": args.retention_days, "batch_size": args.batch_size}
+    with ticking(f"deleting rows older than {cutoff(args.retention_days)} in batches…"):
+        result = api.call("POST", "/log_cleanup", json=body)
+    if args.json:
+        emit_json(result)
+        return EXIT_OK
+    deleted = result.get("deleted", {})
+    table(
+        [{"table": t, "deleted": n} for t, n in deleted.items()],
+        [("table", "table"), ("deleted", "deleted")],
+        sys.stdout,
+    )
+    print(f"cutoff {cell(result.get('cutoff'))}, {sum(deleted.values())} rows deleted")
+    return EXIT_OK
+
+
+def run(handler: Callable[[argparse.Namespace, Api], int]) -> Callable[[argparse.Namespace], int]:
+    """Open the API for the command and turn transport/HTTP errors into exit code 3."""
+
+    def command(args: argparse.Namespace) -> int:
+        api = api_of(args)
+        try:
+            return handler(args, api)
+        except ApiError as error:
+            print(f"watcher: {error}", file=sys.stderr)
+            return EXIT_HTTP
+        finally:
+            api.http.close()
+
+    return command
+
+
+# --- registration ------------------------------------------------------------------------
+
+Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+EXIT_CODES = """exit codes:
+  0  success (checks: nothing found)
+  1  a check found something
+  2  usage error
+  3  Watcher unreachable or an HTTP error (401/403/404/422/5xx)
+environment: WATCHER_URL, WATCHER_TOKEN"""
+OWN = ("pipelines", "executions", "lineage", "check", "cleanup")
+
+
+def register(sub: Subparsers) -> None:
+    """Add the commands, each (and each action) with --help ending in the exit codes."""
+    _register(sub)
+    pending = [sub.choices[name] for name in OWN]
+    while pending:
+        parser = pending.pop()
+        parser.epilog = EXIT_CODES
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        for action in parser._subparsers._group_actions if parser._subparsers else ():
+            pending.extend(action.choices.values())  # type: ignore[union-attr]
+
+
+def _register(sub: Subparsers) -> None:
+    parent = common()
+    _register_pipelines(sub, parent)
+    executions = sub.add_parser(
+        "executions", help="list executions", description="List executions, newest first."
+    )
+    actions = executions.add_subparsers(dest="executions_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", parents=[parent], help="executions, newest first")
+    listing.add_argument("--pipeline", help="pipeline id or name")
+    listing.add_argument("--status", choices=["running", "succeeded", "failed"])
+    listing.add_argument("--since", type=since, help="30m, 24h, 7d, 2w or an ISO date/datetime")
+    listing.add_argument("--limit", type=positive, default=50, help="rows (default 50)")
+    listing.set_defaults(func=run(cmd_executions_list))
+
+    lineage = sub.add_parser(
+        "lineage",
+        parents=[parent],
+        help="upstream and downstream of an address",
+        description="Show the addresses upstream and downstream of ADDRESS, by distance.",
+    )
+    lineage.add_argument("address", metavar="ADDRESS", help="address id or name")
+    lineage.add_argument("--depth", type=positive, help="limit to this many hops")
+    lineage.set_defaults(func=run(cmd_lineage))
+
+    _register_checks(sub, parent)
+
+    cleanup = sub.add_parser(
+        "cleanup",
+        parents=[parent],
+        help="delete history older than a retention (POST /log_cleanup)",
+        description="Delete executions and check logs older than --retention-days (≥ 90).",
+    )
+    cleanup.add_argument("--retention-days", type=int, required=True, help="at least 90")
+    cleanup.add_argument("--batch-size", type=positive, default=10_000, help="default 10000")
+    cleanup.add_argument(
+        "--dry-run", action="store_true", help="show the cutoff; send nothing, delete nothing"
+    )
+    cleanup.set_defaults(func=run(cmd_cleanup))
+
+
+def _register_pipelines(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
+    pipelines = sub.add_parser(
+        "pipelines", help="list and show pipelines", description="List and show pipelines."
+    )
+    actions = pipelines.add_subparsers(dest="pipelines_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", parents=[parent], help="pipelines by id")
+    listing.add_argument("--limit", type=positive, default=100, help="rows (default 100)")
+    listing.add_argument("--all", action="store_true", help="every pipeline, page by page")
+    listing.set_defaults(func=run(cmd_pipelines_list))
+    show = actions.add_parser("show", parents=[parent], help="one pipeline and its last runs")
+    show.add_argument("pipeline", metavar="PIPELINE", help="pipeline id or name")
+    show.add_argument("--runs", type=positive, default=10, help="recent executions (default 10)")
+    show.set_defaults(func=run(cmd_pipelines_show))
+
+
+def _register_checks(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
+    check = sub.add_parser(
+        "check",
+        help="run a check now (exit 1 when it finds something)",
+        description="Run a check now on the server; exit code 1 when it finds something.",
+    )
+    kinds = check.add_subparsers(dest="check", metavar="CHECK", required=True)
+    timeliness = kinds.add_parser("timeliness", parents=[parent], help="overdue executions")
+    timeliness.add_argument(
+        "--lookback-minutes", type=int, default=60, help="executions started within (default 60)"
+    )
+    kinds.add_parser("freshness", parents=[parent], help="pipelines whose data is stale")
+    kinds.add_parser("missed-runs", parents=[parent], help="scheduled runs that did not start")
+    for parser in kinds.choices.values():
+        parser.set_defaults(func=run(cmd_check))
