@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import LiveServer, start_live_server
+from tests.conftest import test_settings as settings_for
+from watcher.app import create_app
+from watcher.embedded import EmbeddedPostgres
+from watcher.events import JobFinished
+
+LOCK_ID = 0x5C4ED
+CHECK_JOBS = ("timeliness", "freshness", "missed_runs", "anomaly_catchup")
+INTERVAL = 0.4
+LEADER_CHECK = 0.2
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def replica(postgres: EmbeddedPostgres) -> tuple[LiveServer, Counter[str]]:
+    settings = settings_for(
+        scheduler_enabled=True,
+        leader_lock_id=LOCK_ID,
+        leader_check_interval_seconds=LEADER_CHECK,
+        **{f"{job}_interval_seconds": INTERVAL for job in CHECK_JOBS},
+    )
+    server = start_live_server(postgres.url, settings)
+    runs: Counter[str] = Counter()
+    server.services.events.subscribe(JobFinished, lambda e: runs.update([e.job]))
+    return server, runs
+
+
+@pytest.fixture
+def replicas(postgres: EmbeddedPostgres) -> Iterator[list[tuple[LiveServer, Counter[str]]]]:
+    started = [replica(postgres), replica(postgres)]
+    yield started
+    for server, _ in started:
+        server.stop()
+
+
+def leaders(replicas: list[tuple[LiveServer, Counter[str]]]) -> list[int]:
+    return [i for i, (s, _) in enumerate(replicas) if s.services.scheduler.is_leader]
+
+
+def test_one_replica_leads_and_only_it_runs_the_jobs(
+    replicas: list[tuple[LiveServer, Counter[str]]], live: LiveServer
+) -> None:
+    assert wait_for(lambda: len(leaders(replicas)) == 1)
+    [lead] = leaders(replicas)
+    (leader, leader_runs), (_, follower_runs) = replicas[lead], replicas[1 - lead]
+    began = time.monotonic()
+    assert wait_for(lambda: all(leader_runs[job] >= 2 for job in CHECK_JOBS))
+    elapsed = time.monotonic() - began
+    assert leaders(replicas) == [lead]
+    assert sum(follower_runs.values()) == 0
+    for job in CHECK_JOBS:  # at most once per tick (plus the one in flight at the start)
+        assert leader_runs[job] <= elapsed / INTERVAL + 2
+
+    leader.stop()
+    stopped = time.monotonic()
+    follower = replicas[1 - lead][0]
+    assert wait_for(lambda: follower.services.scheduler.is_leader, timeout=5)
+    assert time.monotonic() - stopped < LEADER_CHECK + INTERVAL + 2
+    assert wait_for(lambda: all(follower_runs[job] >= 1 for job in CHECK_JOBS))
+
+
+def lock_holder(live: LiveServer) -> list[int]:
+    rows = live.sql(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = :lock AND granted",
+        lock=LOCK_ID,
+    )
+    return [r["pid"] for r in rows]
+
+
+def leader_pids(replicas: list[tuple[LiveServer, Counter[str]]]) -> list[int]:
+    pids = []
+    for server, _ in replicas:
+        scheduler = server.services.scheduler
+        conn = scheduler._conn
+        if scheduler.is_leader and conn is not None and not conn.is_closed():
+            pids.append(conn.get_server_pid())
+    return pids
+
+
+def test_after_losing_the_lock_connection_exactly_one_replica_holds_and_believes_it(
+    replicas: list[tuple[LiveServer, Counter[str]]], live: LiveServer
+) -> None:
+    """The killed connection's lock is gone; whichever replica takes it next (the old leader
+    may win the race) is the only one that believes it leads, and it really holds the lock."""
+    assert wait_for(lambda: len(leaders(replicas)) == 1)
+    [before] = lock_holder(live)
+    assert leader_pids(replicas) == [before]
+    live.sql("SELECT pg_terminate_backend(:pid)", pid=before)
+
+    def settled() -> bool:
+        holder = lock_holder(live)
+        return len(holder) == 1 and holder != [before] and leader_pids(replicas) == holder
+
+    assert wait_for(settled, timeout=5 * LEADER_CHECK + 2)
+    time.sleep(3 * LEADER_CHECK)
+    assert len(leaders(replicas)) == 1 and settled()
+
+
+def test_jobs_are_registered_with_their_intervals(postgres: EmbeddedPostgres) -> None:
+    settings = settings_for(
+        timeliness_interval_seconds=11,
+        freshness_interval_seconds=12,
+        missed_runs_interval_seconds=13,
+        anomaly_catchup_interval_seconds=14,
+        log_cleanup_interval_seconds=15,
+        log_cleanup_retention_days=120,
+    )
+    jobs = create_app(settings, database_url=postgres.url).state.services.scheduler.jobs
+    assert {name: jobs[name].seconds for name in (*CHECK_JOBS, "log_cleanup")} == {
+        "timeliness": 11,
+        "freshness": 12,
+        "missed_runs": 13,
+        "anomaly_catchup": 14,
+        "log_cleanup": 15,
+    }
+    assert all(jobs[name].leader_only for name in (*CHECK_JOBS, "log_cleanup"))
+    without = create_app(settings_for(), database_url=postgres.url).state.services.scheduler.jobs
+    assert "log_cleanup" not in without and set(CHECK_JOBS) <= set(without)
