@@ -5,8 +5,13 @@ malformed ones."""
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -487,3 +492,75 @@ def test_a_batch_stores_each_valid_event_and_lists_the_rejected(
     ok = client.post("/api/v1/lineage/batch", json=[valid()])
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
     assert client.post("/api/v1/lineage/batch", json={"events": []}).status_code == 422
+
+
+# --- the README's transport configurations, fed to the real client -------------------------
+
+
+def readme_blocks(repo_root: Path, fence: str) -> list[str]:
+    readme = (repo_root / "README.md").read_text()
+    section = readme.split("### OpenLineage (Airflow, dbt, Spark)\n", 1)[1]
+    section = re.split(r"\n### |<!-- /section:integrations -->", section)[0]
+    return re.findall(rf"```{fence}\n(.*?)```", section, flags=re.S)
+
+
+@pytest.fixture
+def clean_env() -> Iterator[None]:
+    """The client copies OPENLINEAGE_* variables into os.environ: put everything back."""
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith("OPENLINEAGE")]:
+        del os.environ[key]
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def emit_one(client: OpenLineageClient, live: LiveServer, name: str) -> None:
+    run_id = new_id()
+    client.emit(run_event(RunState.START, 0, run_id, Job("readme", name)))
+    assert execution(live, run_id)["pipeline"] == f"readme.{name}"
+
+
+def test_the_readme_airflow_transport_reaches_watcher(
+    live: LiveServer, repo_root: Path, clean_env: None
+) -> None:
+    airflow = readme_blocks(repo_root, "sh")[0]
+    found = re.search(r"AIRFLOW__OPENLINEAGE__TRANSPORT='(.*?)'", airflow)
+    assert found is not None
+    transport = json.loads(found.group(1).replace("http://watcher.example:8000", live.url))
+    emit_one(OpenLineageClient(config={"transport": transport}), live, "airflow_task")
+
+
+def test_the_readme_dbt_environment_reaches_watcher(
+    live: LiveServer, repo_root: Path, clean_env: None
+) -> None:
+    dbt = readme_blocks(repo_root, "sh")[1]
+    exported = dict(re.findall(r"^export (OPENLINEAGE_\w+)=(\S+)$", dbt, flags=re.M))
+    assert set(exported) == {"OPENLINEAGE_URL", "OPENLINEAGE_API_KEY", "OPENLINEAGE_NAMESPACE"}
+    os.environ.update(exported | {"OPENLINEAGE_URL": live.url})
+    emit_one(OpenLineageClient(), live, "dbt_model")
+
+
+def test_the_readme_openlineage_yml_reaches_watcher(
+    live: LiveServer, repo_root: Path, clean_env: None, tmp_path: Path
+) -> None:
+    config = tmp_path / "openlineage.yml"
+    yml = readme_blocks(repo_root, "yaml")[0]
+    config.write_text(yml.replace("http://watcher.example:8000", live.url))
+    os.environ["OPENLINEAGE_CONFIG"] = str(config)
+    emit_one(OpenLineageClient(), live, "from_yml")
+
+
+def test_the_readme_spark_conf_names_the_same_endpoint(repo_root: Path) -> None:
+    spark = readme_blocks(repo_root, "sh")[2]
+    conf = dict(re.findall(r"--conf (spark\.openlineage\.[\w.]+)=(\S+)", spark))
+    assert conf["spark.openlineage.transport.type"] == "http"
+    assert conf["spark.openlineage.transport.url"] == "http://watcher.example:8000"
+    assert conf["spark.openlineage.transport.endpoint"] == "/" + post_lineage_path()[1:]
+    assert conf["spark.openlineage.transport.auth.type"] == "api_key"
+
+
+def post_lineage_path() -> str:
+    from watcher.openlineage import router
+
+    return next(op.path for op in router.operations if op.path.endswith("lineage"))
