@@ -564,3 +564,42 @@ def post_lineage_path() -> str:
     from watcher.openlineage import router
 
     return next(op.path for op in router.operations if op.path.endswith("lineage"))
+
+
+def test_concurrent_duplicates_of_a_new_run_record_it_once(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    dag_run, run_id = new_id(), new_id()
+    facets = {"parent": {"run": {"runId": dag_run}, "job": {"namespace": "race", "name": "dag"}}}
+    io = {
+        "inputs": [{"namespace": "postgres://db:5432", "name": "a.b.src"}],
+        "outputs": [{"namespace": "postgres://db:5432", "name": "a.b.dst"}],
+    }
+    job = {"namespace": "race", "name": "dag.task"}
+    events = [
+        valid(run={"runId": run_id, "facets": facets}, job=job, **io),
+        valid(
+            run={"runId": run_id, "facets": facets},
+            job=job,
+            eventType="COMPLETE",
+            eventTime=at(9),
+            **io,
+        ),
+    ]
+
+    def post(body: dict[str, Any]) -> int:
+        with httpx.Client(base_url=live.url, timeout=30) as http:
+            return http.post("/api/v1/lineage", json=body).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(post, [events[0]] * 8))
+    assert set(codes) == {201}
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(post, [events[1]] * 8))
+    assert set(codes) == {201}
+    assert len(live.sql("SELECT * FROM pipeline_execution")) == 2  # the task and its DAG run
+    assert execution(live, run_id)["completed_successfully"] is True
+    assert len(live.sql("SELECT * FROM pipeline WHERE name LIKE 'race.%'")) == 2
+    assert len(live.sql("SELECT * FROM address_lineage")) == 1
