@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import transaction
+from watcher.database import autocommit, transaction
 from watcher.errors import Conflict, InvalidInput, NotFound
 from watcher.events import ExecutionEnded, ExecutionStarted
 from watcher.fields import Body, Count, Id, Metadata, Name, Timestamp, Watermark
@@ -232,7 +232,7 @@ async def end(conn: AsyncConnection, body: EndExecution, now: datetime) -> dict[
 async def start_execution(request: Request, body: StartExecution) -> Reply:
     """Start an execution (nested with parent_id); a repeated run_id returns the same id (200)."""
     services = services_of(request)
-    async with transaction(services.engine) as conn:
+    async with autocommit(services.engine) as conn:  # START_SQL: one statement
         row, created = await start(conn, body, services.clock.now())
     if created:
         services.events.emit(
@@ -251,7 +251,7 @@ async def start_execution(request: Request, body: StartExecution) -> Reply:
 async def end_execution(request: Request, body: EndExecution) -> None:
     """End an execution; on success advance the watermark and last DML times (one transaction)."""
     services = services_of(request)
-    async with transaction(services.engine) as conn:
+    async with autocommit(services.engine) as conn:  # END_SQL: one statement
         row = await end(conn, body, services.clock.now())
     if row is not None:
         services.events.emit(

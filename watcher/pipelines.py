@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import transaction
+from watcher.database import autocommit, transaction
 from watcher.errors import NotFound
 from watcher.fields import Metadata, Name, RuleFields, Watermark
 from watcher.routing import Reply, Router, path_id
@@ -48,7 +49,8 @@ def upsert_sql(columns: list[str]) -> str:
 
     The update only happens when a given value differs (IS DISTINCT FROM, a stable comparison),
     so an unchanged pipeline is not rewritten on every run; in that case no row is returned and
-    the caller reads the existing one.
+    the caller reads the existing one. A new pipeline gets anomaly rules on the metrics in
+    `:rule_metrics` (an empty array: none) in the same statement, so it is atomic on its own.
     """
     cols = ", ".join(columns)
     values = ", ".join(f"CAST(:{c} AS {_sql_type(c)})" for c in columns)
@@ -62,14 +64,31 @@ def upsert_sql(columns: list[str]) -> str:
         WHERE NOT EXISTS (SELECT 1 FROM existing_type)
         ON CONFLICT (name) DO NOTHING RETURNING id
     ),
-    t AS (SELECT id FROM existing_type UNION ALL SELECT id FROM new_type)
-    INSERT INTO pipeline AS p (name, pipeline_type_id{", " + cols if cols else ""})
-    SELECT :name, t.id{", " + values if values else ""} FROM t
-    ON CONFLICT (name) DO UPDATE SET pipeline_type_id = excluded.pipeline_type_id,
-        {sets + "," if sets else ""} updated_at = CAST(:now AS timestamptz)
-    WHERE ({old}) IS DISTINCT FROM ({new})
-    RETURNING p.id, p.active, p.load_lineage, p.watermark, (p.xmax = 0) AS created
+    t AS (SELECT id FROM existing_type UNION ALL SELECT id FROM new_type),
+    up AS (
+        INSERT INTO pipeline AS p (name, pipeline_type_id{", " + cols if cols else ""})
+        SELECT :name, t.id{", " + values if values else ""} FROM t
+        ON CONFLICT (name) DO UPDATE SET pipeline_type_id = excluded.pipeline_type_id,
+            {sets + "," if sets else ""} updated_at = CAST(:now AS timestamptz)
+        WHERE ({old}) IS DISTINCT FROM ({new})
+        RETURNING p.id, p.active, p.load_lineage, p.watermark, (p.xmax = 0) AS created
+    ),
+    rules AS (
+        INSERT INTO anomaly_detection_rule (pipeline_id, metric_field)
+        SELECT up.id, m FROM up, unnest(CAST(:rule_metrics AS text[])) m WHERE up.created
+        ON CONFLICT DO NOTHING
+    )
+    SELECT id, active, load_lineage, watermark, created FROM up
     """
+
+
+@lru_cache(maxsize=256)
+def upsert_statement(columns: tuple[str, ...]) -> TextClause:
+    """The upsert for one set of given columns, built once (the hot path's SQL is a constant)."""
+    statement = text(upsert_sql(list(columns)))
+    if "pipeline_metadata" in columns:
+        statement = statement.bindparams(bindparam("pipeline_metadata", type_=JSONB))
+    return statement
 
 
 async def create_or_get(
@@ -77,18 +96,14 @@ async def create_or_get(
 ) -> tuple[dict[str, Any], bool]:
     given = sorted(body.model_fields_set - {"name", "pipeline_type_name"})
     params = {c: getattr(body, c) for c in given}
-    statement = text(upsert_sql(given))
-    if "pipeline_metadata" in given:
-        statement = statement.bindparams(bindparam("pipeline_metadata", type_=JSONB))
+    statement = upsert_statement(tuple(given))
     params |= {"name": body.name, "type_name": body.pipeline_type_name, "now": now}
+    params["rule_metrics"] = list(ANOMALY_METRICS) if auto_rules else []
     for _ in range(2):  # a second try covers a type created concurrently by another request
         row = (await conn.execute(statement, params)).first()
         if row is not None:
             result = crud.row_dict(row)
-            created = bool(result.pop("created"))
-            if created and auto_rules:
-                await create_default_rules(conn, result["id"])
-            return result, created
+            return result, bool(result.pop("created"))
         existing = (
             await conn.execute(
                 select(
@@ -99,16 +114,6 @@ async def create_or_get(
         if existing is not None:
             return crud.row_dict(existing), False
     raise RuntimeError("pipeline create-or-get did not converge")
-
-
-async def create_default_rules(conn: AsyncConnection, pipeline_id: int) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO anomaly_detection_rule (pipeline_id, metric_field) "
-            "SELECT :pid, unnest(CAST(:metrics AS text[])) ON CONFLICT DO NOTHING"
-        ),
-        {"pid": pipeline_id, "metrics": list(ANOMALY_METRICS)},
-    )
 
 
 _DETAIL = select(pipeline, pipeline_type.c.name.label("pipeline_type_name")).join(
@@ -128,7 +133,7 @@ async def create_pipeline(request: Request, body: PipelineCreate) -> Reply:
     """Create a pipeline or get it by name, updating changed config; returns the watermark to start from."""
     services = services_of(request)
     auto = services.settings.auto_create_anomaly_detection_rules
-    async with transaction(services.engine) as conn:
+    async with autocommit(services.engine) as conn:  # one statement (see upsert_sql)
         row, created = await create_or_get(conn, body, services.clock.now(), auto)
     return Reply(row, 201 if created else 200)
 
