@@ -2,7 +2,7 @@
 
 The statements are taken from Watcher's modules and compiled with the same dialect
 SQLAlchemy uses (`postgresql+asyncpg`), so the SQL text is byte for byte what the service
-sends; each runs in its own transaction (BEGIN, statement, COMMIT), as the service does.
+sends; each commits on its own (no BEGIN/COMMIT), as the service's ingestion routes do.
 No HTTP, no pydantic, no SQLAlchemy: what is left is PostgreSQL plus the driver. Connections
 come from an asyncpg pool as large as Watcher's (pool size + overflow), so both face the
 same number of database sessions. Runs in its own process; prints one JSON document.
@@ -23,12 +23,13 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql.elements import TextClause
 
+from benchmarks.loadgen import mark
 from benchmarks.stats import latency_summary
 from watcher import executions, pipelines
+from watcher.schema import ANOMALY_METRICS
 
 
 class Statement:
@@ -43,13 +44,13 @@ class Statement:
         return [params.get(name) for name in self.names]
 
 
-UPSERT = Statement(text(pipelines.upsert_sql(["next_watermark"])))
+UPSERT = Statement(pipelines.upsert_statement(("next_watermark",)))
 START = Statement(executions.START_BY_ID)
 END = Statement(executions.END_SQL)
 
 
 async def one(pool: asyncpg.Pool, stmt: Statement, params: dict[str, Any]) -> Any:
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
         return await conn.fetchrow(stmt.sql, *stmt.args(params))
 
 
@@ -67,7 +68,13 @@ async def lifecycle(
     p = await timed(
         "/pipeline",
         UPSERT,
-        {"type_name": prefix, "name": name, "next_watermark": now.isoformat(), "now": now},
+        {
+            "type_name": prefix,
+            "name": name,
+            "next_watermark": now.isoformat(),
+            "now": now,
+            "rule_metrics": list(ANOMALY_METRICS),
+        },
     )
     if p is None:  # unchanged pipeline: Watcher reads it back; never happens here
         raise RuntimeError("upsert returned no row")
@@ -121,10 +128,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tasks = [asyncio.create_task(client(i)) for i in range(args.concurrency)]
     await asyncio.sleep(args.warmup)
     recording = True
+    mark("start")
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
     recording = False
     wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    mark("stop")
     await asyncio.gather(*tasks)
     await pool.close()
     return {

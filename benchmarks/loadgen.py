@@ -135,6 +135,12 @@ async def client(
         await conn.close()
 
 
+def mark(event: str) -> None:
+    """Tell the orchestrator when the measured window starts and stops (it meters CPU/RSS)."""
+    sys.stdout.write(event + "\n")
+    sys.stdout.flush()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rec = Recorder()
     started = time.monotonic()
@@ -145,11 +151,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     await asyncio.sleep(args.warmup)
     rec.recording = True
+    mark("start")
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
     rec.recording = False
     wall = time.monotonic() - wall0
     cpu = time.process_time() - cpu0
+    mark("stop")
     await asyncio.gather(*tasks)
     requests = sum(len(v) for v in rec.latencies.values())
     every = [s for v in rec.latencies.values() for s in v]

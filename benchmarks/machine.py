@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,28 @@ class CpuMeter:
 
 def rss_mb(pid: int) -> float:
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+class RssSampler:
+    """The largest RSS of a process, sampled every `interval` seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid, self.interval = pid, interval
+        self.max_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.max_mb = max(self.max_mb, rss_mb(self.pid))
+            except psutil.Error:
+                return
+
+    def start(self) -> None:
+        self.max_mb = rss_mb(self.pid)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
