@@ -187,3 +187,21 @@ def test_timestamps_without_zone_are_utc(client: httpx.Client, live: LiveServer)
 def test_unusual_names_are_stored_or_refused_never_500(client: httpx.Client, name: str) -> None:
     r = client.post("/pipeline", json={"name": name, "pipeline_type_name": "t"})
     assert r.status_code in (201, 422), r.text
+
+
+def test_explicit_nulls_are_not_500(client: httpx.Client, live: LiveServer) -> None:
+    # Found by the fuzzer: a null watermark hit a max_length on None, a null mute flag hit
+    # the NOT NULL column. A null flag now means "unchanged".
+    body = {
+        "name": "nulls",
+        "pipeline_type_name": "t",
+        "next_watermark": None,
+        "mute_timeliness_check": None,
+        "mute_freshness_check": None,
+        "load_lineage": None,
+    }
+    assert client.post("/pipeline", json=body).status_code == 201
+    patch = client.patch("/pipeline", json={"name": "nulls", "active": None})
+    assert patch.status_code == 200, patch.text
+    row = live.sql("SELECT active, mute_timeliness_check, load_lineage FROM pipeline")[0]
+    assert row == {"active": True, "mute_timeliness_check": False, "load_lineage": True}

@@ -17,6 +17,9 @@ MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
 MAX_METADATA_BYTES = 65_536
 MAX_METADATA_DEPTH = 16
+NOT_NULL_FLAGS = frozenset(
+    {"active", "load_lineage", "mute_freshness_check", "mute_timeliness_check"}
+)
 
 
 def _normalise_name(value: Any) -> Any:
@@ -87,10 +90,8 @@ Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
 RuleNumber = Annotated[int, Field(gt=0, le=MAX_INT)]
 Timestamp = Annotated[datetime, AfterValidator(_assume_utc)]
 Watermark = Annotated[
-    str | None,
+    Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)] | None,
     BeforeValidator(_watermark),
-    Field(max_length=1000),
-    AfterValidator(lambda v: _no_nul(v) if v is not None else v),
 ]
 Metadata = Annotated[dict[str, Any] | None, AfterValidator(_metadata)]
 
@@ -129,6 +130,9 @@ class Body(BaseModel):
     def _refuse_nul(cls, data: Any) -> Any:
         if (where := _find_nul(data, "")) is not None:
             raise ValueError(f"{where}: must not contain NUL characters")
+        if isinstance(data, dict) and any(data.get(k, False) is None for k in NOT_NULL_FLAGS):
+            # The columns are NOT NULL: an explicit null flag means "leave it as it is".
+            data = {k: v for k, v in data.items() if not (k in NOT_NULL_FLAGS and v is None)}
         return data
 
 

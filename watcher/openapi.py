@@ -43,6 +43,10 @@ _STANDARD_ERRORS = {
 }
 
 
+# Success bodies that are not JSON.
+_MEDIA_TYPES = {"/metrics": "text/plain"}
+
+
 def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
     components.update(schema.pop("$defs", {}))
@@ -83,10 +87,8 @@ def _responses(op: Operation) -> dict[str, Any]:
     if op.status_code == 204:
         responses["204"] = {"description": "done"}
     else:
-        responses[str(op.status_code)] = {
-            "description": "ok",
-            "content": {"application/json": {"schema": {}}},
-        }
+        media = _MEDIA_TYPES.get(op.path, "application/json")
+        responses[str(op.status_code)] = {"description": "ok", "content": {media: {"schema": {}}}}
     if op.status_code == 201:
         responses["200"] = {
             "description": "already existed",
