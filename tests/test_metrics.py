@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
@@ -150,7 +150,8 @@ def _state(**overrides: Any) -> PipelineState:
 
 @pytest.fixture
 def rendered() -> Iterator[tuple[CollectorRegistry, SnapshotStore, FrozenClock]]:
-    registry, store, clock = CollectorRegistry(), SnapshotStore(), FrozenClock(NOW)
+    store, clock = SnapshotStore(), FrozenClock(NOW)
+    registry = store.registry  # the per-pipeline families; add the live ones for one view
     registry.register(SnapshotCollector(store, clock.now, lambda: (3, 7, 20)))
     yield registry, store, clock
 
@@ -159,7 +160,7 @@ def test_collector_renders_a_pipeline(
     rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
 ) -> None:
     registry, store, _ = rendered
-    store.current = Snapshot(NOW - timedelta(seconds=4), 0.25, (_state(),), inactive_pipelines=2)
+    store.replace(Snapshot(NOW - timedelta(seconds=4), 0.25, (_state(),), inactive_pipelines=2))
     value = registry.get_sample_value
     assert value("watcher_pipeline_active", P) == 1
     assert value("watcher_pipeline_last_execution_success", P) == 0
@@ -169,12 +170,12 @@ def test_collector_renders_a_pipeline(
     )
     assert value("watcher_pipeline_last_execution_rows", P | {"operation": "total"}) == 25
     assert value("watcher_pipeline_last_execution_rows", P | {"operation": "soft_delete"}) is None
-    assert value("watcher_pipeline_freshness_lag_seconds", P) == 3 * 3600
+    assert value("watcher_pipeline_freshness_lag_seconds", P) == 3 * 3600 - 4  # as of snapshot
     assert value("watcher_pipeline_freshness_threshold_seconds", P | {"rule_source": "child"}) == (
         7200
     )
     assert value("watcher_pipeline_running_executions", P) == 2
-    assert value("watcher_pipeline_oldest_running_execution_age_seconds", P) == 45 * 60
+    assert value("watcher_pipeline_oldest_running_execution_age_seconds", P) == 45 * 60 - 4
     assert (
         value("watcher_pipeline_timeliness_threshold_seconds", P | {"rule_source": "parent"})
         == 1800
@@ -196,21 +197,37 @@ def test_collector_renders_a_pipeline(
     assert value("watcher_db_pool_max_connections") == 20
 
 
-def test_lag_and_ages_move_with_the_clock_between_refreshes(
+def test_lag_is_as_of_the_snapshot_and_its_age_says_how_old(
     rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
 ) -> None:
     registry, store, clock = rendered
-    store.current = Snapshot(NOW, 0.1, (_state(),))
+    store.replace(Snapshot(NOW, 0.1, (_state(),)))
     clock.advance(timedelta(minutes=10))
-    assert registry.get_sample_value("watcher_pipeline_freshness_lag_seconds", P) == 3 * 3600 + 600
+    assert registry.get_sample_value("watcher_pipeline_freshness_lag_seconds", P) == 3 * 3600
     assert registry.get_sample_value("watcher_metrics_snapshot_age_seconds") == 600
+
+
+def test_the_encoded_pipeline_families_are_cached_until_the_next_refresh() -> None:
+    store = SnapshotStore()
+    store.replace(Snapshot(NOW, 0.1, (_state(),)))
+    calls: list[str] = []
+
+    def encoder(registry: CollectorRegistry) -> bytes:
+        calls.append("encode")
+        return generate_latest(registry)
+
+    first = store.encoded(encoder, "text/plain")
+    assert store.encoded(encoder, "text/plain") is first and len(calls) == 1
+    store.replace(Snapshot(NOW, 0.1, (_state(name="customers"),)))
+    assert b'pipeline="customers"' in store.encoded(encoder, "text/plain")
+    assert len(calls) == 2
 
 
 def test_muted_pipeline_has_no_threshold_so_no_alert_can_fire(
     rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
 ) -> None:
     registry, store, _ = rendered
-    store.current = Snapshot(NOW, 0.1, (_state(freshness=None, timeliness=None),))
+    store.replace(Snapshot(NOW, 0.1, (_state(freshness=None, timeliness=None),)))
     for source in ("child", "parent"):
         labels = P | {"rule_source": source}
         assert (
@@ -224,10 +241,10 @@ def test_pipeline_series_disappear_with_the_pipeline(
     rendered: tuple[CollectorRegistry, SnapshotStore, FrozenClock],
 ) -> None:
     registry, store, _ = rendered
-    store.current = Snapshot(NOW, 0.1, (_state(), _state(name="customers")))
+    store.replace(Snapshot(NOW, 0.1, (_state(), _state(name="customers"))))
     other = P | {"pipeline": "customers"}
     assert registry.get_sample_value("watcher_pipeline_active", other) == 1
-    store.current = Snapshot(NOW, 0.1, (_state(),), inactive_pipelines=1)
+    store.replace(Snapshot(NOW, 0.1, (_state(),), inactive_pipelines=1))
     assert registry.get_sample_value("watcher_pipeline_active", other) is None
     assert registry.get_sample_value("watcher_pipeline_missed_runs_total", other) is None
     assert registry.get_sample_value("watcher_pipeline_active", P) == 1

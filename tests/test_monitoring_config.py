@@ -265,13 +265,14 @@ def exported_names() -> set[str]:
         watermark="1",
         anomalies=(AnomalyState("inserts", 3.0, 1.0, 0),),
     )
-    store.current = Snapshot(now, 0.1, (state, PipelineState("q", "t", watermark="2024-01-01")))
+    store.replace(Snapshot(now, 0.1, (state, PipelineState("q", "t", watermark="2024-01-01"))))
     registry.register(SnapshotCollector(store, lambda: now, lambda: (0, 0, 1)))
     metrics.execution_started(ExecutionStarted(1, 1, "p", "t", now))
     metrics.execution_ended(ExecutionEnded(1, 1, "p", "t", True, now, 1.0, 1, 1, 1, 1, 1.0))
     metrics.request_finished(RequestFinished("GET", "/", 200, 0.1))
     metrics.job_finished(JobFinished("metrics_snapshot", True, 0.1, now))
-    return {s.name for family in registry.collect() for s in family.samples}
+    families = [*registry.collect(), *store.registry.collect()]
+    return {s.name for family in families for s in family.samples}
 
 
 PROMQL_NAME = re.compile(r"\b(watcher_[a-z_]+|[a-z_]+:watcher_[a-z0-9_:]+)\b")

@@ -191,7 +191,21 @@ def pool_stats(services: Services) -> Callable[[], tuple[int, int, int]]:
 
 async def refresh_snapshot(services: Services, store: SnapshotStore) -> None:
     async with transaction(services.engine) as conn:
-        store.current = await load_snapshot(conn, services.clock.now())
+        snapshot = await load_snapshot(conn, services.clock.now())
+    store.replace(snapshot)
+    # Encode the text format now, off the event loop, so scrapes find it ready.
+    await asyncio.to_thread(store.encoded, *choose_encoder(""))
+
+
+def exposition(services: Services, accept: str) -> tuple[bytes, str]:
+    """The registry's families plus the cached per-pipeline ones, in the negotiated format."""
+    encoder, content_type = choose_encoder(accept)
+    live = encoder(services.registry)
+    store: SnapshotStore | None = services.state.get("metrics_snapshot")
+    if store is None or store.current is None:
+        return live, content_type
+    # OpenMetrics ends with one "# EOF": the cached part brings it.
+    return live.removesuffix(b"# EOF\n") + store.encoded(encoder, content_type), content_type
 
 
 def setup(services: Services) -> None:
@@ -221,7 +235,8 @@ def setup(services: Services) -> None:
 @router.get("/metrics", scope="read", summary="Prometheus metrics (text or OpenMetrics)")
 async def metrics_endpoint(request: Request) -> Response:
     services = services_of(request)
-    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-    # Rendering thousands of samples is CPU work: keep it off the event loop.
-    body = await asyncio.to_thread(encoder, services.registry)
+    # Encoding can be CPU work (a first OpenMetrics scrape after a refresh): off the loop.
+    body, content_type = await asyncio.to_thread(
+        exposition, services, request.headers.get("accept", "")
+    )
     return Response(body, media_type=content_type)
