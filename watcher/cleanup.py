@@ -76,9 +76,11 @@ def cutoff_for(now: datetime, retention_days: int) -> datetime:
 
 
 def _delete_log_sql(table: str, column: str) -> Any:
+    # ORDER BY makes the batch an index range scan that stops after n rows, rather than a
+    # sequential scan wading through the dead tuples of the batches before it.
     return text(
         f"DELETE FROM {table} WHERE id IN "
-        f"(SELECT id FROM {table} WHERE {column} < :cutoff LIMIT :n)"
+        f"(SELECT id FROM {table} WHERE {column} < :cutoff ORDER BY {column} LIMIT :n)"
     )
 
 

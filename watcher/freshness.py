@@ -1,11 +1,11 @@
 """Freshness: pipelines whose targets have not changed within their rule.
 
 1. SQL fetches active pipelines that have written at least once (last DML = the latest of
-   last_target_insert/update/soft_delete), with the pipeline's and its type's rule columns,
-   and whether this (pipeline, last DML) is already logged (unique constraint's index).
+   last_target_insert/update/soft_delete), with the pipeline's and its type's rule columns.
 2. Python decides (`judge`) with one frozen `now`: stale when last DML + threshold < now.
 3. One INSERT … ON CONFLICT DO NOTHING logs each stale (pipeline, last DML) once: a pipeline
-   stays logged once until it writes again, then a new staleness is a new finding.
+   stays logged once until it writes again, then a new staleness is a new finding. The rows
+   it returns are the new findings; the others were already logged.
 
 The candidate query reads the whole (small) pipeline table, which a sequential scan does best.
 """
@@ -46,10 +46,7 @@ class Stale:
 
 
 CANDIDATES = text(f"""
-SELECT c.*, EXISTS (SELECT 1 FROM freshness_pipeline_log l
-                    WHERE l.pipeline_id = c.id
-                      AND l.last_dml_timestamp = c.last_dml) AS already_logged
-FROM (
+SELECT c.* FROM (
     SELECT p.id, p.name AS pipeline_name,
            GREATEST(p.last_target_insert, p.last_target_update, p.last_target_soft_delete)
                AS last_dml,
@@ -98,13 +95,12 @@ _LOGGED = (
 
 async def check(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
     rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES)]
-    stale = [(f, r["already_logged"]) for r in rows if (f := judge(r, now)) is not None]
-    fresh = [f for f, logged in stale if not logged]
+    stale = [f for r in rows if (f := judge(r, now)) is not None]
     inserted: set[int] = set()
-    if fresh:
+    if stale:
         values = [
             {k: getattr(f, k) for k in _LOGGED} | {"evaluation_timestamp": now, "created_at": now}
-            for f in fresh
+            for f in stale
         ]
         statement = (
             insert(log_table)
@@ -113,10 +109,7 @@ async def check(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
             .returning(log_table.c.pipeline_id)
         )
         inserted = set((await conn.execute(statement)).scalars())
-    findings = [
-        asdict(f) | {"newly_logged": not logged and f.pipeline_id in inserted}
-        for f, logged in stale
-    ]
+    findings = [asdict(f) | {"newly_logged": f.pipeline_id in inserted} for f in stale]
     return {
         "status": "completed",
         "evaluated_at": now,

@@ -6,7 +6,8 @@
 2. Python decides with one frozen `now` (`judge`): running and now > start + threshold →
    overdue `running`; succeeded and end > start + threshold → overdue `completed`.
 3. One INSERT … ON CONFLICT DO NOTHING logs each overdue execution once (unique
-   pipeline_execution_id); the response tells new findings from already-logged ones.
+   pipeline_execution_id); the rows it returns are the new findings, the others were already
+   logged (no read of the log table: it only grows, its unique index does the work).
 """
 
 from __future__ import annotations
@@ -55,9 +56,7 @@ class Overdue:
 # (partial, end_date IS NULL): a BitmapOr, whatever the size of the history.
 CANDIDATES = text(f"""
 SELECT e.id, e.pipeline_id, e.start_date, e.end_date, e.completed_successfully,
-       p.name AS pipeline_name, {rule_columns_sql()},
-       EXISTS (SELECT 1 FROM timeliness_pipeline_execution_log l
-               WHERE l.pipeline_execution_id = e.id) AS already_logged
+       p.name AS pipeline_name, {rule_columns_sql()}
 FROM pipeline_execution e
 JOIN pipeline p ON p.id = e.pipeline_id
 JOIN pipeline_type t ON t.id = p.pipeline_type_id
@@ -113,12 +112,10 @@ _LOGGED = (
 async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> dict[str, Any]:
     since = now - timedelta(minutes=lookback_minutes)
     rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES, {"since": since})]
-    judged = [(judge(r, now), r["already_logged"]) for r in rows]
-    overdue = [(f, logged) for f, logged in judged if f is not None]
-    fresh = [f for f, logged in overdue if not logged]
+    overdue = [f for r in rows if (f := judge(r, now)) is not None]
     inserted: set[int] = set()
-    if fresh:
-        values = [{k: getattr(f, k) for k in _LOGGED} | {"created_at": now} for f in fresh]
+    if overdue:
+        values = [{k: getattr(f, k) for k in _LOGGED} | {"created_at": now} for f in overdue]
         statement = (
             insert(log_table)
             .values(values)
@@ -126,9 +123,7 @@ async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> 
             .returning(log_table.c.pipeline_execution_id)
         )
         inserted = set((await conn.execute(statement)).scalars())
-    findings = [
-        asdict(f) | {"newly_logged": f.pipeline_execution_id in inserted} for f, _ in overdue
-    ]
+    findings = [asdict(f) | {"newly_logged": f.pipeline_execution_id in inserted} for f in overdue]
     return {
         "status": "completed",
         "evaluated_at": now,
