@@ -23,8 +23,10 @@ class Settings(BaseSettings):
     # Database. No URL: an embedded PostgreSQL server in data_dir.
     database_url: SecretStr | None = None
     data_dir: Path = Path(".watcher-data")
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # Connections are held, not churned: an overflow connection is closed on return, so a
+    # busy replica kept forking PostgreSQL backends and re-preparing statements.
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
