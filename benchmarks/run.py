@@ -75,7 +75,6 @@ def watcher_server(url: str, port: int, log_path: Path) -> Iterator[subprocess.P
         "WATCHER_AUTO_CREATE_ANOMALY_DETECTION_RULES": "true",
         "WATCHER_LOG_JSON": "true",
     }
-    env.setdefault("WATCHER_METRICS_SNAPSHOT_INTERVAL_SECONDS", "2")
     # The benchmark times the catch-up itself (after seeding); the job would race it.
     env.setdefault("WATCHER_ANOMALY_CATCHUP_INTERVAL_SECONDS", "86400")
     with log_path.open("wb") as log:
@@ -183,8 +182,10 @@ class Bench:
 
     def dblimit(self, concurrency: int) -> dict[str, Any]:
         a = self.args
-        pool = int(os.environ.get("WATCHER_DB_POOL_SIZE", 10))
-        pool += int(os.environ.get("WATCHER_DB_MAX_OVERFLOW", 10))
+        from watcher.config import load_settings
+
+        settings = load_settings()  # the server's pool, from the same environment
+        pool = settings.db_pool_size + settings.db_max_overflow
         return self.child(
             "benchmarks.dblimit",
             *("--dsn", self.url, "--concurrency", str(concurrency), "--pool", str(pool)),
@@ -246,7 +247,7 @@ class Bench:
 
     def _wait_for_snapshot(self, pipelines: int) -> int | None:
         """Poll /metrics until the snapshot counts `pipelines` active ones (None: no /metrics)."""
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         active = 0
         while time.monotonic() < deadline:
             r = httpx.get(self.base + "/metrics", timeout=30)
@@ -337,6 +338,8 @@ class Bench:
             results["lifecycle"] = self.lifecycle()
             if a.profile:
                 results["profile"] = self.profile()
+            if a.lifecycle_only:
+                return
             self.sql(seed.clear_executions)
             results["growth"] = {"empty": self.growth("empty")}
             results["scrape"] = [self.scrape(n) for n in a.scrape_pipelines]
@@ -479,6 +482,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unchecked", type=int, help="executions left to anomaly catch-up (1000)")
     p.add_argument("--check-repeats", type=int, help="(3)")
     p.add_argument("--profile", action="store_true", help="py-spy the server at c=growth")
+    p.add_argument("--lifecycle-only", action="store_true", help="skip the scale phases")
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--summary", default=str(ROOT / "RESULTS.md"), help="'' to skip")
     p.add_argument("--reset", action="store_true", help="allow a non-empty database")
