@@ -655,7 +655,13 @@ async def read_body(request: Request, limit: int) -> Any:
         raise MalformedBody(f"body is not JSON: {error}") from None
 
 
-@router.post("/api/v1/lineage", scope="ingest", status_code=201)
+_ANSWERS = {
+    400: "body is not JSON (or not valid gzip)",
+    409: "the runId already belongs to another job",
+}
+
+
+@router.post("/api/v1/lineage", scope="ingest", status_code=201, responses=_ANSWERS)
 async def post_lineage(request: Request) -> Reply:
     """Ingest one OpenLineage event (RunEvent, JobEvent or DatasetEvent, spec 2-0-2)."""
     services = services_of(request)
@@ -663,7 +669,7 @@ async def post_lineage(request: Request) -> Reply:
     return Reply(await ingest(services, data), 201)
 
 
-@router.post("/api/v1/lineage/batch", scope="ingest")
+@router.post("/api/v1/lineage/batch", scope="ingest", responses={400: _ANSWERS[400]})
 async def post_lineage_batch(request: Request) -> Reply:
     """Ingest a JSON array of events, each in its own transaction; 422 lists the rejected ones."""
     services = services_of(request)
