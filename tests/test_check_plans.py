@@ -118,7 +118,7 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
         "freshness": (freshness.CANDIDATES, {}),
         "missed_runs": (missed_runs.CANDIDATES, {}),
         "anomaly claim": (anomalies.RECLAIM, {"id": recent["id"], "now": NOW}),
-        "anomaly rules": (anomalies.PENDING_RULES, {"id": first, "pipeline_id": 1}),
+        "anomaly rules": (anomalies.PENDING_RULES, {"id": first}),
         "anomaly baseline": (
             anomalies.BASELINE,
             {

@@ -2,10 +2,11 @@
 flags, and the guarantees around running it.
 
 Evaluating one execution (`evaluate_execution`), in one transaction:
-1. claim it: `UPDATE … SET anomaly_checked_at = now WHERE id = … AND anomaly_checked_at IS NULL`
+1. read the pipeline's active rules that have no result for this execution yet;
+2. claim it: `UPDATE … SET anomaly_checked_at = now WHERE id = … AND anomaly_checked_at IS NULL`
    — the row lock serialises concurrent evaluations, and a claim that matches no row means
-   another evaluation already committed (the manual route re-evaluates missing rules instead);
-2. read the pipeline's active rules that have no result for this execution yet;
+   another evaluation already committed (the manual route re-evaluates missing rules instead;
+   a result written meanwhile is skipped by the unique (execution, rule) constraint);
 3. read the baseline once: the pipeline's other successful executions with the same UTC hour
    (hour_recorded) that ended within the largest lookback before this execution's end — so
    the outcome does not depend on when the evaluation happens (ix_pipeline_execution_baseline);
@@ -100,10 +101,13 @@ RECLAIM = text(f"""
 UPDATE pipeline_execution SET anomaly_checked_at = COALESCE(anomaly_checked_at, :now)
 WHERE id = :id AND completed_successfully {_RETURNING}
 """)
+# Read before the claim so the transaction locks rule → execution → result, the FK order in
+# which TRUNCATE (tests) and cleanup take them: no lock-order deadlock with either.
 PENDING_RULES = text("""
 SELECT r.id, r.metric_field, r.z_threshold, r.lookback_days, r.minimum_executions
 FROM anomaly_detection_rule r
-WHERE r.pipeline_id = :pipeline_id AND r.active
+WHERE r.pipeline_id = (SELECT e.pipeline_id FROM pipeline_execution e WHERE e.id = :id)
+  AND r.active
   AND NOT EXISTS (SELECT 1 FROM anomaly_detection_result x
                   WHERE x.pipeline_execution_id = :id AND x.rule_id = r.id)
 ORDER BY r.id
@@ -165,15 +169,15 @@ async def evaluate_execution(
     conn: AsyncConnection, execution_id: int, now: datetime, *, force: bool = False
 ) -> int | None:
     """Evaluate one successful execution; the number of results written, None if not claimed."""
+    rules = [dict(r._mapping) for r in await conn.execute(PENDING_RULES, {"id": execution_id})]
     claimed = await conn.execute(RECLAIM if force else CLAIM, {"id": execution_id, "now": now})
     row = claimed.first()
     if row is None:
         return None
-    execution = dict(row._mapping)
-    params = {"id": execution_id, "pipeline_id": execution["pipeline_id"]}
-    rules = [dict(r._mapping) for r in await conn.execute(PENDING_RULES, params)]
     if not rules:
         return 0
+    execution = dict(row._mapping)
+    params = {"id": execution_id, "pipeline_id": execution["pipeline_id"]}
     end: datetime = execution["end_date"]
     since = end - timedelta(days=max(r["lookback_days"] for r in rules))
     baseline_params = params | {"hour": execution["hour_recorded"], "since": since, "until": end}
