@@ -59,6 +59,9 @@ def fragile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fragile]:
     finally:
         live.stop()
         db.stop()
+        # pgserver only stops the postmaster it started; the tests restarted it themselves.
+        if (db.data_dir / "postmaster.pid").exists():
+            stop_postgres(db)
 
 
 def wait_healthy(http: httpx.Client, seconds: float = 30) -> float:
