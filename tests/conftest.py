@@ -59,6 +59,9 @@ def test_settings(**overrides: Any) -> Settings:
     return Settings(**(base | overrides))
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test
+
+
 @dataclass
 class LiveServer:
     url: str

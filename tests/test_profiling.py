@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import start_live_server, test_settings
+from tests.conftest import start_live_server
+from tests.conftest import test_settings as server_settings
 from watcher.embedded import EmbeddedPostgres
 
 
@@ -10,7 +11,7 @@ def test_profile_true_returns_a_profile_only_when_enabled(
     postgres: EmbeddedPostgres, client: httpx.Client
 ) -> None:
     assert "pyinstrument" not in client.get("/pipeline", params={"profile": "true"}).text
-    server = start_live_server(postgres.url, test_settings(profiling=True))
+    server = start_live_server(postgres.url, server_settings(profiling=True))
     try:
         page = httpx.get(f"{server.url}/pipeline", params={"profile": "true"})
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
