@@ -9,6 +9,8 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.check_helpers import make_pipeline, run
 from tests.conftest import LiveServer, start_live_server
@@ -333,3 +335,45 @@ def test_auto_created_rules(postgres: EmbeddedPostgres, live: LiveServer) -> Non
     assert {(r["z_threshold"], r["lookback_days"], r["minimum_executions"]) for r in rules} == {
         (3.0, 30, 30)
     }
+
+
+def test_the_end_request_does_not_wait_for_detection(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    """Detection blocked on a locked rule table must not hold up the end; it finishes later."""
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    eid = client.post(
+        "/start_pipeline_execution", json={"pipeline_id": pid, "start_date": START.isoformat()}
+    ).json()["id"]
+
+    async def lock() -> AsyncConnection:
+        conn = await live.services.engine.connect()
+        await conn.begin()
+        await conn.execute(text("LOCK TABLE anomaly_detection_rule IN ACCESS EXCLUSIVE MODE"))
+        return conn
+
+    held = live.run(lock)
+    try:
+        r = client.post(
+            "/end_pipeline_execution",
+            json={
+                "id": eid,
+                "end_date": (START + timedelta(minutes=10)).isoformat(),
+                "completed_successfully": True,
+                "total_rows": 35,
+            },
+            timeout=5,
+        )
+        assert r.status_code == 204
+        assert live.services.state["anomaly_detector"].tasks  # still waiting on the lock
+    finally:
+
+        async def release() -> None:
+            await held.rollback()
+            await held.close()
+
+        live.run(release)
+    drain(live)
+    assert len(results(live, eid)) == 1
