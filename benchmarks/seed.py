@@ -58,9 +58,9 @@ async def seed_executions(conn: asyncpg.Connection, count: int, unchecked: int =
         """
         WITH p AS (SELECT array_agg(id ORDER BY id) AS ids FROM pipeline),
         g AS (
-            SELECT g::bigint AS g, now() - (g * interval '30 days' / $1) AS start_date,
+            SELECT g, now() - (g * interval '30 days' / $1) AS start_date,
                    60 + (g * 7919) % 540 AS seconds, (g * 104729) % 1000 AS n
-            FROM generate_series(1, $1) g
+            FROM generate_series(1::bigint, $1::bigint) g
         )
         INSERT INTO pipeline_execution (pipeline_id, start_date, end_date, duration_seconds,
             completed_successfully, inserts, updates, soft_deletes, total_rows, throughput,
