@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -131,3 +132,32 @@ def test_jobs_are_registered_with_their_intervals(postgres: EmbeddedPostgres) ->
     assert all(jobs[name].leader_only for name in (*CHECK_JOBS, "log_cleanup"))
     without = create_app(settings_for(), database_url=postgres.url).state.services.scheduler.jobs
     assert "log_cleanup" not in without and set(CHECK_JOBS) <= set(without)
+
+
+async def test_leadership_is_dropped_the_moment_the_lock_connection_dies(
+    postgres: EmbeddedPostgres,
+) -> None:
+    """Not at the next check (here 60 s away): until then two replicas could both lead."""
+    from watcher.clock import Clock
+    from watcher.events import Events, LeadershipChanged
+    from watcher.scheduler import Scheduler
+
+    events = Events()
+    changes: list[bool] = []
+    events.subscribe(LeadershipChanged, lambda e: changes.append(e.is_leader))
+    scheduler = Scheduler(
+        postgres.url, lock_id=0x5EED, check_seconds=60, clock=Clock(), events=events
+    )
+    await scheduler.start()
+    try:
+        assert scheduler.is_leader and changes == [True]
+        assert scheduler._conn is not None
+        pid = scheduler._conn.get_server_pid()
+        await asyncio.to_thread(postgres.server.psql, f"SELECT pg_terminate_backend({pid});")
+        for _ in range(100):
+            if not scheduler.is_leader:
+                break
+            await asyncio.sleep(0.02)
+        assert not scheduler.is_leader and changes == [True, False]
+    finally:
+        await scheduler.stop()

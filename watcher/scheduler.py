@@ -132,6 +132,7 @@ class Scheduler:
             if self._conn is None or self._conn.is_closed():
                 self._conn = None
                 conn = await asyncpg.connect(self._dsn, timeout=5)
+                conn.add_termination_listener(self._on_lock_connection_lost)
                 self._conn = conn
                 await conn.execute("SET application_name = 'watcher-leader'")
                 return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id))
@@ -144,13 +145,26 @@ class Scheduler:
             await self._release()
             return False
 
+    def _on_lock_connection_lost(self, conn: object) -> None:
+        """The lock died with its connection: stop leading now, not at the next check, or two
+        replicas could both run leader-only jobs until then."""
+        if conn is not self._conn:
+            return
+        self._conn = None
+        if self.is_leader:
+            self.is_leader = False
+            log.warning("leadership lost: the lock connection closed")
+            self._events.emit(LeadershipChanged(False))
+
     async def _release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
+            conn.remove_termination_listener(self._on_lock_connection_lost)
             try:
                 await asyncio.wait_for(conn.close(), timeout=5)
             except Exception:
                 conn.terminate()
         if self.is_leader:
             self.is_leader = False
+            log.info("leadership released")
             self._events.emit(LeadershipChanged(False))
