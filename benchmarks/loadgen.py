@@ -131,6 +131,7 @@ async def client(
                 if rec.recording:
                     rec.errors[f"connection {type(error).__name__}"] += 1
                 await conn.close()
+                await asyncio.sleep(0.05)  # a refused connection must not become a busy loop
     finally:
         await conn.close()
 

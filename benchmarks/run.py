@@ -121,6 +121,7 @@ class Bench:
         self.pg_pid = pg_pid
         self.base = ""
         self.server_pid = 0
+        self.server: subprocess.Popen[bytes] | None = None
         self.max_rss_mb = 0.0
 
     # --- helpers -------------------------------------------------------------------------
@@ -166,6 +167,8 @@ class Bench:
                 result = json.loads(line)
         if proc.wait() != 0 or not result:
             raise RuntimeError(f"{module} failed with {proc.returncode}")
+        if self.server is not None and self.server.poll() is not None:
+            raise RuntimeError(f"the watcher server exited ({self.server.returncode}) during a run")
         result |= cores
         result["server_rss_mb_max"] = sampler.max_mb or machine.rss_mb(self.server_pid)
         self.max_rss_mb = max(self.max_rss_mb, result["server_rss_mb_max"])
@@ -334,7 +337,7 @@ class Bench:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         with watcher_server(self.url, port, Path(a.results) / "server.log") as proc:
-            self.server_pid = proc.pid
+            self.server_pid, self.server = proc.pid, proc
             results["lifecycle"] = self.lifecycle()
             if a.profile:
                 results["profile"] = self.profile()
