@@ -32,7 +32,7 @@ def summarise(collapsed: str, top: int = 25) -> dict[str, Any]:
     total = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():  # a frame name may span lines
             continue
         n = int(count)
         total += n

@@ -340,7 +340,10 @@ class Bench:
             self.server_pid, self.server = proc.pid, proc
             results["lifecycle"] = self.lifecycle()
             if a.profile:
-                results["profile"] = self.profile()
+                try:
+                    results["profile"] = self.profile()
+                except (OSError, ValueError, subprocess.SubprocessError) as error:
+                    results["profile"] = {"error": repr(error)}
             if a.lifecycle_only:
                 return
             self.sql(seed.clear_executions)
