@@ -254,22 +254,25 @@ async def end_execution(request: Request, body: EndExecution) -> None:
     async with autocommit(services.engine) as conn:  # END_SQL: one statement
         row = await end(conn, body, services.clock.now())
     if row is not None:
-        services.events.emit(
-            ExecutionEnded(
-                execution_id=row["id"],
-                pipeline_id=row["pipeline_id"],
-                pipeline=row["pipeline"],
-                pipeline_type=row["pipeline_type"],
-                success=body.completed_successfully,
-                end_date=body.end_date or services.clock.now(),
-                duration_seconds=row["duration_seconds"],
-                inserts=body.inserts,
-                updates=body.updates,
-                soft_deletes=body.soft_deletes,
-                total_rows=body.total_rows,
-                throughput=row["throughput"],
-            )
-        )
+        services.events.emit(ended_event(row, body, body.end_date or services.clock.now()))
+
+
+def ended_event(row: dict[str, Any], body: EndExecution, end_date: datetime) -> ExecutionEnded:
+    """The event announcing an ended execution, from END_SQL's row and the request body."""
+    return ExecutionEnded(
+        execution_id=row["id"],
+        pipeline_id=row["pipeline_id"],
+        pipeline=row["pipeline"],
+        pipeline_type=row["pipeline_type"],
+        success=body.completed_successfully,
+        end_date=end_date,
+        duration_seconds=row["duration_seconds"],
+        inserts=body.inserts,
+        updates=body.updates,
+        soft_deletes=body.soft_deletes,
+        total_rows=body.total_rows,
+        throughput=row["throughput"],
+    )
 
 
 GET_SQL = text("""

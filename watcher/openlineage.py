@@ -35,10 +35,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
-from watcher import addresses, executions, lineage, pipelines
+from watcher import addresses, executions, lineage, pipelines, routing
 from watcher.database import transaction
 from watcher.errors import Conflict, ErrorItem, InvalidInput, PayloadTooLarge, WatcherError
-from watcher.events import ExecutionEnded, ExecutionStarted
+from watcher.events import ExecutionStarted
 from watcher.fields import Count, Timestamp
 from watcher.routing import Reply, Router, validation_errors
 from watcher.services import Services, services_of
@@ -551,22 +551,7 @@ async def end_run(ctx: Ingest, execution_id: int, event: RunEvent, kind: str) ->
     )
     row = await executions.end(ctx.conn, body, ctx.now)
     if row is not None:
-        ctx.notices.append(
-            ExecutionEnded(
-                execution_id=row["id"],
-                pipeline_id=row["pipeline_id"],
-                pipeline=row["pipeline"],
-                pipeline_type=row["pipeline_type"],
-                success=body.completed_successfully,
-                end_date=event.eventTime,
-                duration_seconds=row["duration_seconds"],
-                inserts=None,
-                updates=None,
-                soft_deletes=None,
-                total_rows=body.total_rows,
-                throughput=row["throughput"],
-            )
-        )
+        ctx.notices.append(executions.ended_event(row, body, event.eventTime))
 
 
 async def ingest_job(ctx: Ingest, event: JobEvent) -> dict[str, Any]:
@@ -631,14 +616,7 @@ async def ingest(services: Services, data: Any) -> dict[str, Any]:
 
 async def read_body(request: Request, limit: int) -> Any:
     """The JSON body (gzip accepted, as the OpenLineage HTTP transports can send), bounded."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body larger than {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await routing.read_body(request, limit)
     if request.headers.get("content-encoding", "").lower() == "gzip":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:

@@ -67,8 +67,8 @@ def validation_errors(error: ValidationError, prefix: str) -> InvalidInput:
     return InvalidInput(f"invalid request: {detail}", items)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON, refusing bodies over `limit` bytes before reading them."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw request body, refusing bodies over `limit` bytes (before reading, when declared)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body larger than {limit} bytes")
@@ -79,7 +79,12 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body larger than {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request body as JSON (an empty body is `{}`), at most `limit` bytes."""
+    raw = await read_body(request, limit)
     if not raw.strip():
         return {}
     try:
