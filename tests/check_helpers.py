@@ -59,3 +59,18 @@ def run(
     execution_id = start(client, execution_pipeline, started)
     end(client, execution_id, ended, ok, **counts)
     return execution_id
+
+
+# More findings than fit a multi-row VALUES under asyncpg's 32,767 parameters at 7–9 columns.
+MANY = 5_000
+
+
+def bulk_pipelines(live: Any, count: int, columns: str, values: str) -> None:
+    """`count` pipelines `bulk_N` of type `bulk` in one statement; `values` may use `g`."""
+    live.sql("INSERT INTO pipeline_type (name) VALUES ('bulk')")
+    live.sql(
+        f"INSERT INTO pipeline (name, pipeline_type_id, {columns})"
+        f" SELECT 'bulk_' || g, t.id, {values}"
+        " FROM pipeline_type t, generate_series(1, :n) g WHERE t.name = 'bulk'",
+        n=count,
+    )

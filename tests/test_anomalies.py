@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.check_helpers import make_pipeline, run
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
+from watcher import anomalies
 from watcher.anomalies import Detector, catch_up, evaluate_now
 from watcher.embedded import EmbeddedPostgres
 from watcher.schema import ANOMALY_METRICS
@@ -377,3 +378,111 @@ def test_the_end_request_does_not_wait_for_detection(
         live.run(release)
     drain(live)
     assert len(results(live, eid)) == 1
+
+
+# --- the catch-up's batches ---------------------------------------------------------------
+
+
+def lose(live: LiveServer, pipeline_id: int, values: list[float], hour_offset: int) -> list[int]:
+    """Ended executions whose detection was lost (anomaly_checked_at still null)."""
+    ids = seed_history(live, pipeline_id, values, hour_offset=hour_offset)
+    live.sql("UPDATE pipeline_execution SET anomaly_checked_at = NULL WHERE id = ANY(:i)", i=ids)
+    return ids
+
+
+def test_the_catch_up_crosses_batch_boundaries(
+    client: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(anomalies, "CATCHUP_BATCH", 2)
+    pids = [make_pipeline(client, f"p{i}") for i in range(2)]
+    lost = []
+    for pid in pids:
+        make_rule(client, pid)
+        seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+        lost += lose(live, pid, [35.0], hour_offset=24)  # one day after the history
+        lost += lose(live, pid, [36.0, 37.0], hour_offset=48)  # today and tomorrow (future)
+    assert live.run(lambda: catch_up(live.services)) == 6  # batches of 2, 2, 2, then empty
+    assert all(len(results(live, eid)) == 1 for eid in lost)
+    assert live.run(lambda: catch_up(live.services)) == 0
+
+
+def test_an_anomaly_found_in_a_batch_leaves_the_baseline_of_later_ones(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    [spike] = lose(live, pid, [999.0], hour_offset=24)
+    [later] = lose(live, pid, [35.0], hour_offset=48)  # a day later, same hour
+    assert live.run(lambda: catch_up(live.services)) == 2
+    assert results(live, spike)[0]["is_anomaly"] is True
+    # As if evaluated one by one: the flagged spike is not in the later one's baseline.
+    [result] = results(live, later)
+    assert result["baseline_count"] == 6 and result["historical_mean"] == pytest.approx(35.0)
+
+
+def test_two_replicas_claim_disjoint_batches_without_waiting(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    first = lose(live, pid, [35.0, 36.0], hour_offset=24)
+    second = lose(live, pid, [37.0], hour_offset=48)
+    now = live.clock.now()
+
+    async def race() -> tuple[list[int], list[int]]:
+        engine = live.services.engine
+        async with engine.connect() as a, engine.connect() as b:
+            await a.begin()
+            await b.begin()
+            claimed_a = await anomalies.evaluate_batch(a, first, now)
+            # A holds its claims uncommitted: B skips them instead of waiting for A.
+            claimed_b = await asyncio.wait_for(
+                anomalies.evaluate_batch(b, first + second, now), timeout=10
+            )
+            await a.commit()
+            await b.commit()
+        return claimed_a, claimed_b
+
+    claimed_a, claimed_b = live.run(race)
+    assert sorted(claimed_a) == sorted(first) and claimed_b == second
+    assert all(len(results(live, eid)) == 1 for eid in first + second)
+    assert live.run(lambda: catch_up(live.services)) == 0
+
+
+def test_concurrent_catch_ups_evaluate_each_execution_once(
+    client: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(anomalies, "CATCHUP_BATCH", 3)
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    make_rule(client, pid, "inserts")
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    lost = [eid for day in range(1, 6) for eid in lose(live, pid, [30.0 + day], 24 * day)]
+
+    async def together() -> list[int]:
+        return list(await asyncio.gather(*(catch_up(live.services) for _ in range(3))))
+
+    assert sum(live.run(together)) == len(lost)
+    counts = live.sql(
+        "SELECT pipeline_execution_id, count(*) AS n FROM anomaly_detection_result"
+        " WHERE pipeline_execution_id = ANY(:i) GROUP BY 1",
+        i=lost,
+    )
+    assert {r["pipeline_execution_id"]: r["n"] for r in counts} == {eid: 2 for eid in lost}
+
+
+def test_a_failing_batch_is_evaluated_one_by_one(
+    client: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any) -> list[int]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(anomalies, "evaluate_batch", broken)
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    lost = lose(live, pid, [35.0, 36.0], hour_offset=24)
+    assert live.run(lambda: catch_up(live.services)) == 2
+    assert all(len(results(live, eid)) == 1 for eid in lost)

@@ -118,15 +118,16 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
         "freshness": (freshness.CANDIDATES, {}),
         "missed_runs": (missed_runs.CANDIDATES, {}),
         "anomaly claim": (anomalies.RECLAIM, {"id": recent["id"], "now": NOW}),
-        "anomaly rules": (anomalies.PENDING_RULES, {"id": first}),
+        "anomaly batch claim": (
+            anomalies.CLAIM_BATCH,
+            {"ids": [recent["id"], first], "now": NOW},
+        ),
+        "anomaly rules": (anomalies.PENDING_RULES, {"ids": [first, recent["id"]]}),
         "anomaly baseline": (
             anomalies.BASELINE,
             {
-                "id": recent["id"],
-                "pipeline_id": recent["pipeline_id"],
-                "hour": recent["hour_recorded"],
-                "since": recent["end_date"] - timedelta(days=30),
-                "until": recent["end_date"],
+                "ids": [recent["id"], first],
+                "since": [recent["end_date"] - timedelta(days=30)] * 2,
             },
         ),
         "anomaly catch-up": (

@@ -6,8 +6,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.check_helpers import make_pipeline, patch_pipeline, patch_type, run
+from tests.check_helpers import MANY, bulk_pipelines, make_pipeline, patch_pipeline, patch_type, run
 from tests.conftest import LiveServer
+from watcher import freshness
 from watcher.freshness import judge
 
 HOUR = timedelta(hours=1)
@@ -127,3 +128,17 @@ def test_stale_only_strictly_after_the_deadline(
     stale = judge(row(JAN31, number, datepart), deadline + timedelta(microseconds=1))
     assert stale is not None and stale.deadline == deadline
     assert judge(row(None, number, datepart), deadline + timedelta(days=999)) is None
+
+
+def test_thousands_of_stale_pipelines_are_logged_in_one_check(live: LiveServer) -> None:
+    bulk_pipelines(
+        live,
+        MANY,
+        "freshness_number, freshness_datepart, last_target_insert",
+        "1, 'hour', now() - interval '2 days' - g * interval '1 second'",
+    )
+    first = live.run(lambda: freshness.run(live.services))
+    assert first["pipelines_checked"] == MANY and first["new_findings"] == MANY
+    again = live.run(lambda: freshness.run(live.services))
+    assert again["new_findings"] == 0 and len(again["findings"]) == MANY
+    assert live.sql("SELECT count(*) AS n FROM freshness_pipeline_log")[0]["n"] == MANY

@@ -5,8 +5,16 @@ from typing import Any
 
 import httpx
 
-from tests.check_helpers import make_pipeline, patch_pipeline, patch_type, start
+from tests.check_helpers import (
+    MANY,
+    bulk_pipelines,
+    make_pipeline,
+    patch_pipeline,
+    patch_type,
+    start,
+)
 from tests.conftest import LiveServer
+from watcher import missed_runs
 from watcher.missed_runs import judge, previous_fire_time, trigger
 
 HOUR = timedelta(hours=1)
@@ -112,3 +120,15 @@ def test_runs_expected_before_the_pipeline_existed_are_not_missed() -> None:
     young = row(None) | {"created_at": SIX + timedelta(seconds=1)}
     assert judge(young, SIX + timedelta(hours=1)) is None
     assert judge(row(None), SIX + timedelta(hours=1)) is not None
+
+
+def test_thousands_of_missed_runs_are_logged_in_one_check(live: LiveServer) -> None:
+    created = live.clock.now() - timedelta(days=1)
+    bulk_pipelines(live, MANY, "schedule", "'*/15 * * * *'")
+    live.sql("UPDATE pipeline SET created_at = :c", c=created)
+    first = live.run(lambda: missed_runs.run(live.services))
+    assert first["pipelines_checked"] == MANY and first["new_findings"] == MANY
+    assert all(f["newly_logged"] for f in first["findings"])
+    again = live.run(lambda: missed_runs.run(live.services))
+    assert again["new_findings"] == 0 and len(again["findings"]) == MANY
+    assert live.sql("SELECT count(*) AS n FROM missed_run_log")[0]["n"] == MANY

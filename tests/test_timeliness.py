@@ -6,8 +6,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.check_helpers import make_pipeline, patch_pipeline, patch_type, run, start
+from tests.check_helpers import (
+    MANY,
+    bulk_pipelines,
+    make_pipeline,
+    patch_pipeline,
+    patch_type,
+    run,
+    start,
+)
 from tests.conftest import LiveServer
+from watcher import timeliness
 from watcher.timeliness import judge
 
 MINUTE = timedelta(minutes=1)
@@ -140,3 +149,17 @@ def test_the_deadline_instant_itself_is_on_time(
     done = judge(row(JAN31, deadline + tick, number, datepart), deadline + tick)
     assert done is not None and done.execution_status == "completed"
     assert done.seconds_threshold == (deadline - JAN31).total_seconds()
+
+
+def test_thousands_of_overdue_executions_are_logged_in_one_check(live: LiveServer) -> None:
+    bulk_pipelines(live, MANY, "timeliness_number, timeliness_datepart", "5, 'minute'")
+    live.sql(
+        "INSERT INTO pipeline_execution (pipeline_id, start_date, hour_recorded, date_recorded)"
+        " SELECT id, CAST(:s AS timestamptz), 0, CAST(:s AS timestamptz)::date FROM pipeline",
+        s=live.clock.now() - timedelta(hours=1),
+    )
+    first = live.run(lambda: timeliness.run(live.services, 60))
+    assert first["new_findings"] == MANY
+    assert {f["execution_status"] for f in first["findings"]} == {"running"}
+    again = live.run(lambda: timeliness.run(live.services, 60))
+    assert again["new_findings"] == 0 and len(again["findings"]) == MANY

@@ -22,21 +22,19 @@ The last start per pipeline is one backward step on ix_pipeline_execution_pipeli
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher.database import transaction
 from watcher.routing import Router
 from watcher.rules import Schedule, resolve_schedule, rule_columns_sql, split_row
-from watcher.schema import missed_run_log as log_table
 from watcher.services import Services, services_of
 
 log = logging.getLogger("watcher.missed_runs")
@@ -112,11 +110,20 @@ def judge(row: dict[str, Any], now: datetime) -> Missed | None:
 
 def _expected(schedule: Schedule, now: datetime) -> datetime | None:
     try:
-        cron = trigger(schedule.cron, schedule.timezone)
+        return expected_at(
+            schedule.cron, schedule.timezone, now - timedelta(seconds=schedule.grace_seconds)
+        )
     except (ValueError, LookupError):
         log.warning("invalid schedule skipped", extra={"schedule": schedule.cron})
         return None
-    return previous_fire_time(cron, now - timedelta(seconds=schedule.grace_seconds))
+
+
+@lru_cache(maxsize=1024)
+def expected_at(cron: str, timezone: str, at: datetime) -> datetime | None:
+    """`previous_fire_time` of a (cron, zone) at `at`, remembered: within one run every
+    pipeline sharing a schedule and grace asks the same question, and walking the cron costs
+    ~0.2 ms (2 s for 10,000 pipelines). Pure, so a cached answer is never stale."""
+    return previous_fire_time(trigger(cron, timezone), at)
 
 
 CANDIDATES = text(f"""
@@ -128,7 +135,34 @@ WHERE p.active AND (p.schedule IS NOT NULL OR t.schedule IS NOT NULL)
 ORDER BY p.id
 """)
 
-_LOGGED = ("pipeline_id", "expected_at", "schedule", "schedule_timezone", "grace_seconds")
+# One array per column, unnested: a constant number of parameters (asyncpg allows 32,767, a
+# multi-row VALUES of 10,000 findings needs 80,000) and one cached prepared statement.
+LOG_FINDINGS = text("""
+INSERT INTO missed_run_log (pipeline_id, expected_at, schedule, schedule_timezone,
+    grace_seconds, used_child_config, detected_at, created_at)
+SELECT f.*, :now, :now FROM unnest(
+    CAST(:pipeline_id AS bigint[]), CAST(:expected_at AS timestamptz[]),
+    CAST(:schedule AS text[]), CAST(:schedule_timezone AS text[]),
+    CAST(:grace_seconds AS integer[]), CAST(:used_child_config AS boolean[])) AS f
+ON CONFLICT (pipeline_id, expected_at) DO NOTHING
+RETURNING pipeline_id
+""")
+_LOGGED = (
+    "pipeline_id",
+    "expected_at",
+    "schedule",
+    "schedule_timezone",
+    "grace_seconds",
+    "used_child_config",
+)
+
+
+_FIELDS = tuple(f.name for f in fields(Missed))
+
+
+def _as_dict(missed: Missed) -> dict[str, Any]:
+    # Shallow: the values are immutable, and dataclasses.asdict deep-copies each one.
+    return {name: getattr(missed, name) for name in _FIELDS}
 
 
 async def check(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
@@ -136,24 +170,14 @@ async def check(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
     missed = [m for r in rows if (m := judge(r, now)) is not None]
     inserted: set[int] = set()
     if missed:
-        values = [
-            {k: getattr(m, k) for k in _LOGGED}
-            | {"used_child_config": m.used_child_config, "detected_at": now, "created_at": now}
-            for m in missed
-        ]
-        statement = (
-            insert(log_table)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["pipeline_id", "expected_at"])
-            .returning(log_table.c.pipeline_id)
-        )
-        inserted = set((await conn.execute(statement)).scalars())
+        params: dict[str, Any] = {k: [getattr(m, k) for m in missed] for k in _LOGGED}
+        inserted = set((await conn.execute(LOG_FINDINGS, params | {"now": now})).scalars())
     return {
         "status": "completed",
         "evaluated_at": now,
         "pipelines_checked": len(rows),
         "new_findings": len(inserted),
-        "findings": [asdict(m) | {"newly_logged": m.pipeline_id in inserted} for m in missed],
+        "findings": [_as_dict(m) | {"newly_logged": m.pipeline_id in inserted} for m in missed],
     }
 
 

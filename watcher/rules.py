@@ -96,10 +96,14 @@ def resolve_schedule(child: Mapping[str, Any], parent: Mapping[str, Any]) -> Sch
 
 def split_row(row: Mapping[str, Any], parent_prefix: str = "type_") -> tuple[dict, dict]:
     """A joined pipeline+type row → (child columns, parent columns); type columns are prefixed."""
-    child = {k: v for k, v in row.items() if not k.startswith(parent_prefix)}
-    parent = {
-        k.removeprefix(parent_prefix): v for k, v in row.items() if k.startswith(parent_prefix)
-    }
+    child: dict[str, Any] = {}
+    parent: dict[str, Any] = {}
+    cut = len(parent_prefix)
+    for key, value in row.items():  # one pass: the checks split every pipeline's row
+        if key.startswith(parent_prefix):
+            parent[key[cut:]] = value
+        else:
+            child[key] = value
     return child, parent
 
 
