@@ -380,6 +380,131 @@ def test_the_end_request_does_not_wait_for_detection(
     assert len(results(live, eid)) == 1
 
 
+# --- the summaries PostgreSQL computes --------------------------------------------------------
+
+
+def insert_executions(live: LiveServer, pipeline_id: int, rows: list[dict[str, Any]]) -> list[int]:
+    """Ended executions as given (end = start + 10 minutes); unchecked unless `checked`."""
+    ids = []
+    for row in rows:
+        started = row["start"]
+        ids.append(
+            live.sql(
+                "INSERT INTO pipeline_execution (pipeline_id, start_date, end_date,"
+                " completed_successfully, duration_seconds, inserts, total_rows, hour_recorded,"
+                " date_recorded, anomaly_checked_at, anomaly_flags) VALUES (:p, :s, :e, :ok,"
+                " :dur, :ins, :tot, :h, :d, :checked, CAST(:f AS jsonb)) RETURNING id",
+                p=pipeline_id,
+                s=started,
+                e=started + timedelta(minutes=10),
+                ok=row.get("ok", True),
+                dur=row.get("duration_seconds"),
+                ins=row.get("inserts"),
+                tot=row.get("total_rows"),
+                h=started.hour,
+                d=started.date(),
+                checked=started if row.get("checked", True) else None,
+                f=orjson.dumps(row["flags"]).decode() if row.get("flags") else None,
+            )[0]["id"]
+        )
+    return ids
+
+
+def random_history(rng: random.Random) -> list[dict[str, Any]]:
+    """60 days at START's hour (nulls, flags, failures) and noise at another hour."""
+    rows = []
+    for day in range(1, 61):
+        flags = {m: True for m in ("duration_seconds", "inserts") if rng.random() < 0.1}
+        rows.append(
+            {
+                "start": START - timedelta(days=day) + timedelta(minutes=rng.randint(0, 40)),
+                "ok": rng.random() > 0.1,
+                "duration_seconds": rng.lognormvariate(5, 1) if rng.random() > 0.05 else None,
+                "inserts": rng.randint(0, 10**6) if rng.random() > 0.1 else None,
+                "flags": flags,
+            }
+        )
+        rows.append({"start": START - timedelta(days=day, hours=3), "duration_seconds": 1e9})
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_summarised_baseline_equals_numpy_over_the_rows_each_rule_keeps(
+    client: httpx.Client, live: LiveServer, seed: int
+) -> None:
+    rng = random.Random(seed)
+    pid = make_pipeline(client, f"p{seed}")
+    lookback = {"duration_seconds": 10, "inserts": 45}
+    for metric, days in lookback.items():
+        make_rule(client, pid, metric, lookback_days=days, z_threshold=2.0)
+    history = random_history(rng)
+    insert_executions(live, pid, history)
+    value = {"duration_seconds": 200.0, "inserts": 500_000}
+    [eid] = insert_executions(live, pid, [{"start": START, "checked": False, **value}])
+    assert live.run(lambda: catch_up(live.services)) == 1
+    got = {r["metric_field"]: r for r in results(live, eid)}
+    end = START + timedelta(minutes=10)
+    for metric, days in lookback.items():
+        kept = [
+            float(r[metric])
+            for r in history
+            if r["start"].hour == START.hour
+            and r.get("ok", True)
+            and r["start"] + timedelta(minutes=10) >= end - timedelta(days=days)
+            and r.get(metric) is not None
+            and metric not in r.get("flags", {})
+        ]
+        want = numpy_reference(value[metric], kept, 2.0, 5)
+        assert want is not None
+        result = got[metric]
+        assert result["baseline_count"] == len(kept)
+        assert result["historical_mean"] == pytest.approx(want["mean"], rel=1e-9)
+        assert result["std_deviation_value"] == pytest.approx(want["sd"], rel=1e-9)
+        assert result["z_score"] == pytest.approx(want["z"], rel=1e-9, abs=1e-9)
+        assert result["is_anomaly"] is want["anomaly"]
+
+
+def test_a_batch_decides_exactly_as_one_by_one(
+    client: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same history and the same lost executions (spikes among them) for two pipelines: one
+    evaluated in one batch, the other one execution per batch."""
+    rng = random.Random(11)
+    history = [
+        {"start": START - timedelta(days=d), "total_rows": rng.randint(90, 110)}
+        for d in range(20, 40)
+    ]
+    lost = [
+        {
+            "start": START - timedelta(days=d) + timedelta(minutes=m),
+            "total_rows": rng.choice([100, 105, 5000, 9000]),
+            "checked": False,
+        }
+        for d in range(0, 19, 2)
+        for m in (0, 0, 7)  # same end twice: (end_date, id) order decides
+    ]
+    outcomes = []
+    for name, batch in (("batched", 500), ("one by one", 1)):
+        monkeypatch.setattr(anomalies, "CATCHUP_BATCH", batch)
+        pid = make_pipeline(client, name)
+        make_rule(client, pid, minimum_executions=5, z_threshold=2.0)
+        insert_executions(live, pid, history)
+        ids = insert_executions(live, pid, lost)
+        assert live.run(lambda: catch_up(live.services)) == len(lost)
+        outcomes.append(
+            [
+                [
+                    (r["is_anomaly"], r["baseline_count"], round(r["historical_mean"], 9))
+                    for r in results(live, eid)
+                ]
+                for eid in ids
+            ]
+        )
+    assert outcomes[0] == outcomes[1]
+    assert any(o == [] or o[0][0] for o in outcomes[0])  # spikes were found
+    assert len({o[0][1] for o in outcomes[0] if o}) > 1  # baselines differ per execution
+
+
 # --- the catch-up's batches ---------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from tests.conftest import LiveServer
 from watcher import anomalies, cleanup, freshness, missed_runs, timeliness
+from watcher.schema import ANOMALY_METRICS
 
 NOW = datetime.now(UTC)
 HISTORY = (
@@ -127,7 +128,10 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
             anomalies.BASELINE,
             {
                 "ids": [recent["id"], first],
-                "since": [recent["end_date"] - timedelta(days=30)] * 2,
+                **{
+                    f"since_{metric}": [recent["end_date"] - timedelta(days=30)] * 2
+                    for metric in ANOMALY_METRICS
+                },
             },
         ),
         "anomaly catch-up": (

@@ -7,10 +7,12 @@ Evaluating one execution (`evaluate_execution`), in one transaction:
    — the row lock serialises concurrent evaluations, and a claim that matches no row means
    another evaluation already committed (the manual route re-evaluates missing rules instead;
    a result written meanwhile is skipped by the unique (execution, rule) constraint);
-3. read the baseline once: the pipeline's other successful executions with the same UTC hour
-   (hour_recorded) that ended within the largest lookback before this execution's end — so
-   the outcome does not depend on when the evaluation happens (ix_pipeline_execution_baseline);
-4. per rule, drop null values and executions flagged for that metric, then `statistics.evaluate`;
+3. summarise the baseline in PostgreSQL, per rule: the pipeline's other successful executions
+   with the same UTC hour (hour_recorded) that ended within the rule's lookback before this
+   execution's end — so the outcome does not depend on when the evaluation happens — without
+   null values and executions flagged for the metric: count, mean, variance, min, max
+   (ix_pipeline_execution_baseline; the history never crosses the wire);
+4. per rule, `statistics.judge` the execution's value against that summary;
 5. insert results ON CONFLICT (execution, rule) DO NOTHING and set `anomaly_flags[metric]`.
 A crash anywhere rolls the claim back with everything else.
 
@@ -21,7 +23,7 @@ restart, a dropped task), through the partial index ix_pipeline_execution_unchec
 
 The catch-up is set-based (`evaluate_batch`): per batch of `CATCHUP_BATCH`, one query for the
 pending rules, one claim (FOR UPDATE SKIP LOCKED, so concurrent catch-ups take disjoint
-batches), one query for every baseline, one INSERT of the results and one UPDATE of the flags
+batches), one query summarising every baseline, one INSERT of the results and one UPDATE of the flags
 — a round trip per execution cost ~60 ms each on the benchmark machine. `judge_batch` decides
 in (end_date, id) order and lets an anomaly found early in the batch leave later baselines,
 so the results equal one-by-one evaluation. The single-execution path shares that code.
@@ -48,7 +50,7 @@ from watcher.fields import Body, Id, MetricField
 from watcher.routing import Reply, Router, path_id
 from watcher.schema import ANOMALY_METRICS, anomaly_detection_rule
 from watcher.services import Services, services_of
-from watcher.statistics import Evaluation, evaluate
+from watcher.statistics import Evaluation, Summary, judge
 
 log = logging.getLogger("watcher.anomalies")
 router = Router("anomaly detection")
@@ -99,7 +101,9 @@ class Unflag(Body):
 
 # --- evaluation -------------------------------------------------------------------------
 
-_RETURNING = "RETURNING id, pipeline_id, hour_recorded, end_date, " + ", ".join(ANOMALY_METRICS)
+_RETURNING = "RETURNING id, pipeline_id, hour_recorded, end_date, anomaly_flags, " + ", ".join(
+    ANOMALY_METRICS
+)
 CLAIM = text(f"""
 UPDATE pipeline_execution SET anomaly_checked_at = :now
 WHERE id = :id AND completed_successfully AND anomaly_checked_at IS NULL {_RETURNING}
@@ -133,18 +137,47 @@ WHERE e.id = ANY(CAST(:ids AS bigint[]))
                   WHERE x.pipeline_execution_id = e.id AND x.rule_id = r.id)
 ORDER BY e.id, r.id
 """)
-# Every claimed execution's baseline rows in one statement: one range scan of
-# ix_pipeline_execution_baseline per execution (nested loop), `since` = its end − its largest
-# lookback.
+# Every claimed execution's baseline, summarised where it lives: one range scan of
+# ix_pipeline_execution_baseline per execution (nested loop) aggregating each metric over the
+# rows its rule keeps — end within that rule's lookback (`since_<metric>`, null when the
+# metric has no pending rule), not flagged for that metric. Only the summaries cross the wire,
+# however long the history. The executions being evaluated (`ids`) are left out here and
+# added back in Python (`judge_batch`), so an anomaly found early in a batch can leave the
+# baselines of later ones.
+SUMMARY_AGGREGATES = (
+    ("n", "count"),
+    ("mean", "avg"),
+    ("var", "var_samp"),
+    ("lo", "min"),
+    ("hi", "max"),
+)
+
+
+def _summary_columns(metric: str) -> str:
+    keep = (
+        f"b.end_date >= x.since_{metric}"
+        f" AND (b.anomaly_flags -> '{metric}') IS DISTINCT FROM 'true'::jsonb"
+    )
+    value = f"CAST(b.{metric} AS double precision)"
+    return ", ".join(
+        f"{aggregate}({value}) FILTER (WHERE {keep}) AS {metric}_{name}"
+        for name, aggregate in SUMMARY_AGGREGATES
+    )
+
+
 BASELINE = text(f"""
-SELECT x.execution_id, b.id, b.end_date, b.anomaly_flags,
-       {", ".join(f"b.{m}" for m in ANOMALY_METRICS)}
-FROM unnest(CAST(:ids AS bigint[]), CAST(:since AS timestamptz[])) AS x(execution_id, since)
+SELECT x.execution_id, {", ".join(_summary_columns(m) for m in ANOMALY_METRICS)}
+FROM unnest(CAST(:ids AS bigint[]),
+            {", ".join(f"CAST(:since_{m} AS timestamptz[])" for m in ANOMALY_METRICS)})
+     AS x(execution_id, {", ".join(f"since_{m}" for m in ANOMALY_METRICS)})
 JOIN pipeline_execution e ON e.id = x.execution_id
 JOIN pipeline_execution b
   ON b.pipeline_id = e.pipeline_id AND b.hour_recorded = e.hour_recorded
- AND b.completed_successfully AND b.end_date >= x.since AND b.end_date <= e.end_date
- AND b.id <> e.id
+ AND b.completed_successfully
+ AND b.end_date >= LEAST({", ".join(f"x.since_{m}" for m in ANOMALY_METRICS)})
+ AND b.end_date <= e.end_date
+WHERE NOT EXISTS (SELECT 1 FROM unnest(CAST(:ids AS bigint[])) AS batch(id) WHERE batch.id = b.id)
+GROUP BY x.execution_id
 """)
 # Arrays, not a multi-row VALUES: 500 executions × 6 rules × 13 columns would pass asyncpg's
 # 32,767-parameter limit; the context is built in SQL so no jsonb[] has to be encoded.
@@ -187,69 +220,71 @@ def _flagged(flags: dict[str, Any] | None, metric: str) -> bool:
     return bool(flags) and flags.get(metric) is True  # type: ignore[union-attr]
 
 
-def baseline_values(
-    rows: list[dict[str, Any]], metric: str, end: datetime, lookback_days: int
-) -> list[float]:
-    """Values of `metric` in the baseline rows that count for a rule (pure)."""
-    since = end - timedelta(days=lookback_days)
-    return [
-        float(r[metric])
-        for r in rows
-        if r["end_date"] >= since
-        and r[metric] is not None
-        and not _flagged(r["anomaly_flags"], metric)
-    ]
-
-
-def judge_rules(
-    execution: dict[str, Any], rules: list[dict[str, Any]], baseline: list[dict[str, Any]]
-) -> list[tuple[dict[str, Any], Any]]:
-    """(rule, Evaluation) for every rule that could be evaluated (pure)."""
-    judged = []
-    for rule in rules:
-        value = execution[rule["metric_field"]]
-        if value is None:
-            continue
-        values = baseline_values(
-            baseline, rule["metric_field"], execution["end_date"], rule["lookback_days"]
-        )
-        outcome = evaluate(
-            float(value),
-            values,
-            z_threshold=rule["z_threshold"],
-            minimum_executions=rule["minimum_executions"],
-        )
-        if outcome is not None:
-            judged.append((rule, outcome))
-    return judged
-
-
 def judge_batch(
     executions: list[dict[str, Any]],
     rules: dict[int, list[dict[str, Any]]],
-    baselines: dict[int, list[dict[str, Any]]],
+    summaries: dict[tuple[int, str], Summary],
 ) -> list[tuple[dict[str, Any], dict[str, Any], Any]]:
     """(execution, rule, Evaluation) for a batch, as if evaluated one by one (pure).
 
-    In (end_date, id) order, and an anomaly found for one execution of the batch leaves the
-    baselines of the later ones, exactly as when each was evaluated and flagged in turn.
+    `summaries[(execution id, metric)]` is the baseline without the batch's own executions;
+    the batch's earlier peers (same pipeline and hour, ended within the rule's lookback, not
+    flagged) are added here. In (end_date, id) order, so an anomaly found for one execution
+    of the batch leaves the baselines of the later ones, exactly as when each was evaluated
+    and flagged in turn.
     """
-    flagged: dict[int, dict[str, bool]] = {}
+    peers: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for execution in executions:
+        key = (execution["pipeline_id"], execution["hour_recorded"])
+        peers.setdefault(key, []).append(execution)
+    flagged: dict[int, set[str]] = {}
     judged = []
     for execution in sorted(executions, key=lambda e: (e["end_date"], e["id"])):
-        baseline = baselines.get(execution["id"], [])
-        if flagged:
-            baseline = [
-                r | {"anomaly_flags": (r["anomaly_flags"] or {}) | flagged[r["id"]]}
-                if r["id"] in flagged
-                else r
-                for r in baseline
+        end = execution["end_date"]
+        group = peers[(execution["pipeline_id"], execution["hour_recorded"])]
+        for rule in rules.get(execution["id"], []):
+            metric = rule["metric_field"]
+            value = execution[metric]
+            if value is None:
+                continue
+            since = end - timedelta(days=rule["lookback_days"])
+            added = [
+                float(p[metric])
+                for p in group
+                if p["id"] != execution["id"]
+                and since <= p["end_date"] <= end
+                and p[metric] is not None
+                and not _flagged(p["anomaly_flags"], metric)
+                and metric not in flagged.get(p["id"], ())
             ]
-        for rule, outcome in judge_rules(execution, rules.get(execution["id"], []), baseline):
+            summary = summaries.get((execution["id"], metric), Summary()).add(added)
+            outcome = judge(
+                float(value),
+                summary,
+                z_threshold=rule["z_threshold"],
+                minimum_executions=rule["minimum_executions"],
+            )
+            if outcome is None:
+                continue
             judged.append((execution, rule, outcome))
             if outcome.is_anomaly:
-                flagged.setdefault(execution["id"], {})[rule["metric_field"]] = True
+                flagged.setdefault(execution["id"], set()).add(metric)
     return judged
+
+
+def summaries_of(row: Any) -> dict[tuple[int, str], Summary]:
+    """The per-metric summaries in a row of BASELINE."""
+    m = row._mapping
+    return {
+        (row.execution_id, metric): Summary.from_aggregates(
+            m[f"{metric}_n"],
+            m[f"{metric}_mean"],
+            m[f"{metric}_var"],
+            m[f"{metric}_lo"],
+            m[f"{metric}_hi"],
+        )
+        for metric in ANOMALY_METRICS
+    }
 
 
 async def evaluate_claimed(
@@ -268,15 +303,19 @@ async def evaluate_claimed(
     ruled = [e for e in executions if e["id"] in by_execution]
     if not ruled:
         return written_per
-    since = [
-        e["end_date"] - timedelta(days=max(r["lookback_days"] for r in by_execution[e["id"]]))
-        for e in ruled
-    ]
-    params = {"ids": [e["id"] for e in ruled], "since": since}
-    baselines: dict[int, list[dict[str, Any]]] = {}
+    params: dict[str, list[Any]] = {"ids": [e["id"] for e in ruled]}
+    for metric in ANOMALY_METRICS:
+        params[f"since_{metric}"] = []
+    for e in ruled:
+        lookback = {r["metric_field"]: r["lookback_days"] for r in by_execution[e["id"]]}
+        for metric in ANOMALY_METRICS:
+            days = lookback.get(metric)
+            since = None if days is None else e["end_date"] - timedelta(days=days)
+            params[f"since_{metric}"].append(since)
+    summaries: dict[tuple[int, str], Summary] = {}
     for row in await conn.execute(BASELINE, params):
-        baselines.setdefault(row.execution_id, []).append(dict(row._mapping))
-    judged = judge_batch(ruled, by_execution, baselines)
+        summaries |= summaries_of(row)
+    judged = judge_batch(ruled, by_execution, summaries)
     if not judged:
         return written_per
     columns = [_result(execution, rule, e) for execution, rule, e in judged]
