@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.check_helpers import (
     MANY,
@@ -132,3 +133,26 @@ def test_thousands_of_missed_runs_are_logged_in_one_check(live: LiveServer) -> N
     again = live.run(lambda: missed_runs.run(live.services))
     assert again["new_findings"] == 0 and len(again["findings"]) == MANY
     assert live.sql("SELECT count(*) AS n FROM missed_run_log")[0]["n"] == MANY
+
+
+@pytest.mark.parametrize(
+    ("schedule", "timezone", "reason"),
+    [
+        ("0 0 30 2 *", None, "never fires"),
+        ("0 0 31 4,6 *", None, "never fires"),
+        ("61 * * * *", None, "schedule"),
+        ("0 6 * * *", "Mars/Olympus", "schedule"),
+    ],
+)
+def test_a_schedule_that_cannot_fire_is_refused(
+    client: httpx.Client, schedule: str, timezone: str | None, reason: str
+) -> None:
+    body = {"name": "p", "pipeline_type_name": "t", "schedule": schedule}
+    if timezone:
+        body["schedule_timezone"] = timezone
+    r = client.post("/pipeline", json=body)
+    assert r.status_code == 422, r.text
+    assert reason in r.text
+    leap_day = {"name": "p", "pipeline_type_name": "t", "schedule": "0 0 29 2 *"}  # does fire
+    r = client.post("/pipeline", json=leap_day)
+    assert r.status_code == 201, r.text

@@ -6,6 +6,7 @@ Bounds here match the schema, so nothing reaches PostgreSQL that it would refuse
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 import orjson
@@ -166,9 +167,21 @@ class RuleFields(Body):
 
 
 def _check_schedule(schedule: str, timezone: str | None) -> None:
+    problem = _schedule_problem(schedule, timezone or "UTC")
+    if problem:
+        raise ValueError(f"schedule/schedule_timezone invalid: {problem}")
+
+
+@lru_cache(maxsize=256)
+def _schedule_problem(schedule: str, timezone: str) -> str | None:
+    """Why a cron schedule cannot be used, or None. Remembered: a schedule that never fires
+    (February 30th) takes APScheduler ~0.3 s to rule out, searching up to year 9999."""
     from apscheduler.triggers.cron import CronTrigger
 
     try:
-        CronTrigger.from_crontab(schedule, timezone=timezone or "UTC")
+        trigger = CronTrigger.from_crontab(schedule, timezone=timezone)
     except (ValueError, LookupError) as error:
-        raise ValueError(f"schedule/schedule_timezone invalid: {error}") from None
+        return str(error)
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        return "the schedule never fires"
+    return None
