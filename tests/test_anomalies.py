@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -368,7 +371,7 @@ def test_the_end_request_does_not_wait_for_detection(
             timeout=5,
         )
         assert r.status_code == 204
-        assert live.services.state["anomaly_detector"].tasks  # still waiting on the lock
+        assert live.services.state["anomaly_detector"].busy  # still waiting on the lock
     finally:
 
         async def release() -> None:
@@ -378,6 +381,65 @@ def test_the_end_request_does_not_wait_for_detection(
         live.run(release)
     drain(live)
     assert len(results(live, eid)) == 1
+
+
+def test_a_burst_of_concurrent_ends_is_all_evaluated(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    """60 ends at once, one per (pipeline, hour) so that no baseline depends on the order in
+    which the others arrive; every one evaluated against its own history."""
+    pids = [make_pipeline(client, f"p{i}") for i in range(3)]
+    for pid in pids:
+        make_rule(client, pid)
+        for hour in range(20):
+            seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0], hour_offset=-hour)
+
+    def one(i: int) -> int:
+        with httpx.Client(base_url=str(client.base_url), headers=client.headers) as c:
+            at = START - timedelta(hours=i // 3)
+            rows = 999 if i % 5 == 0 else 35
+            return run(c, pids[i % 3], at, at + timedelta(minutes=1), total_rows=rows)
+
+    with ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(one, range(60)))
+    drain(live)
+    outcomes = [[(r["baseline_count"], r["is_anomaly"]) for r in results(live, eid)] for eid in ids]
+    assert outcomes == [[(6, i % 5 == 0)] for i in range(60)]
+
+
+def test_ends_beyond_the_queue_are_left_to_the_catch_up_and_logged_once(
+    client: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = make_pipeline(client, "p")
+    make_rule(client, pid)
+    seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    monkeypatch.setattr(anomalies, "MAX_PENDING", 0)
+    detector: Detector = live.services.state["anomaly_detector"]
+    detector._deferred_logged_at = -math.inf
+    before = detector.deferred
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("watcher.anomalies").addHandler(handler)
+    try:
+        ids = [
+            run(
+                client,
+                pid,
+                START + timedelta(seconds=i),
+                START + timedelta(minutes=1),
+                total_rows=35,
+            )
+            for i in range(5)
+        ]
+    finally:
+        logging.getLogger("watcher.anomalies").removeHandler(handler)
+    drain(live)
+    assert detector.deferred - before == 5
+    assert [r.getMessage() for r in records] == ["anomaly detection deferred to catch-up"]
+    assert all(results(live, eid) == [] for eid in ids)
+    assert live.run(lambda: catch_up(live.services)) == 5
+    assert all(len(results(live, eid)) == 1 for eid in ids)
 
 
 # --- the summaries PostgreSQL computes --------------------------------------------------------

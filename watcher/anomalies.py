@@ -16,8 +16,9 @@ Evaluating one execution (`evaluate_execution`), in one transaction:
 5. insert results ON CONFLICT (execution, rule) DO NOTHING and set `anomaly_flags[metric]`.
 A crash anywhere rolls the claim back with everything else.
 
-When it runs: after every successful end, as a background task on the server's loop
-(bounded concurrency, never awaited by the request); and a leader-only catch-up job
+When it runs: after every successful end, queued for a background worker on the server's
+loop that evaluates whatever has queued up as one batch (never awaited by the request; see
+`Detector`); and a leader-only catch-up job
 evaluates every successful execution whose `anomaly_checked_at` is still null (a crash, a
 restart, a dropped task), through the partial index ix_pipeline_execution_unchecked.
 
@@ -26,13 +27,16 @@ pending rules, one claim (FOR UPDATE SKIP LOCKED, so concurrent catch-ups take d
 batches), one query summarising every baseline, one INSERT of the results and one UPDATE of the flags
 — a round trip per execution cost ~60 ms each on the benchmark machine. `judge_batch` decides
 in (end_date, id) order and lets an anomaly found early in the batch leave later baselines,
-so the results equal one-by-one evaluation. The single-execution path shares that code.
+so the results equal one-by-one evaluation. The background detection and the
+single-execution path (the detect route) share that code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -55,8 +59,8 @@ from watcher.statistics import Evaluation, Summary, judge
 log = logging.getLogger("watcher.anomalies")
 router = Router("anomaly detection")
 
-CONCURRENCY = 4
-MAX_PENDING = 1_000
+MAX_PENDING = 10_000  # execution ids queued for background detection
+DEFERRED_LOG_INTERVAL = 60.0  # seconds
 CATCHUP_BATCH = 500
 
 
@@ -378,38 +382,61 @@ async def evaluate_now(services: Services, execution_id: int, *, force: bool = F
 
 
 class Detector:
-    """Runs detection after each successful end, off the request, with bounded concurrency.
+    """Runs detection after each successful end, off the request, in batches.
 
-    Anything dropped here (too many pending, shutdown, an error) is left with
-    anomaly_checked_at null and evaluated by the catch-up job.
+    Ends queue their execution id; one worker task evaluates what has queued up, set-based
+    (`evaluate_batch`): a lone end is evaluated at once, a burst in a few statements per
+    batch rather than per execution, so detection keeps up with ingestion. Anything dropped
+    here (more than `MAX_PENDING` queued, shutdown, an error) is left with anomaly_checked_at
+    null and evaluated by the catch-up job.
     """
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._semaphore = asyncio.Semaphore(CONCURRENCY)
+        self.pending: list[int] = []
+        self.worker: asyncio.Task[None] | None = None
+        self.deferred = 0
+        self._deferred_logged_at = -math.inf
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending) or (self.worker is not None and not self.worker.done())
 
     def on_end(self, event: ExecutionEnded) -> None:
         if not event.success:
             return
-        if len(self.tasks) >= MAX_PENDING:
-            log.warning("anomaly detection deferred to catch-up", extra={"pending": MAX_PENDING})
+        if len(self.pending) >= MAX_PENDING:
+            self._defer()
             return
-        task = asyncio.get_running_loop().create_task(self._run(event.execution_id))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.pending.append(event.execution_id)
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.get_running_loop().create_task(self._work())
 
-    async def _run(self, execution_id: int) -> None:
-        async with self._semaphore:
+    def _defer(self) -> None:
+        """Count an end left to the catch-up; log it at most once a minute, not once per end."""
+        self.deferred += 1
+        now = time.monotonic()
+        if now - self._deferred_logged_at >= DEFERRED_LOG_INTERVAL:
+            self._deferred_logged_at = now
+            log.warning(
+                "anomaly detection deferred to catch-up",
+                extra={"pending": len(self.pending), "deferred_total": self.deferred},
+            )
+
+    async def _work(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[:CATCHUP_BATCH], self.pending[CATCHUP_BATCH:]
             try:
-                await evaluate_now(self.services, execution_id)
+                async with transaction(self.services.engine) as conn:
+                    await evaluate_batch(conn, batch, self.services.clock.now())
             except Exception:
-                log.exception("anomaly detection failed; catch-up will retry")
+                log.exception("anomaly detection failed; evaluating the batch one by one")
+                await _one_by_one(self.services, batch)
 
     async def drain(self) -> None:
-        """Wait for the detections in flight (tests, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        """Wait until everything queued has been evaluated (tests, shutdown)."""
+        while self.worker is not None and not self.worker.done():
+            await asyncio.shield(self.worker)
 
 
 UNCHECKED = text("""
