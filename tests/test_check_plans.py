@@ -115,7 +115,10 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
     )[0]
     cutoff = cleanup.cutoff_for(NOW, 90)
     queries = {
-        "timeliness": (timeliness.CANDIDATES, {"since": NOW - timedelta(minutes=60)}),
+        "timeliness": (
+            timeliness.CANDIDATES,
+            {"since": NOW - timedelta(minutes=60), "now": NOW},
+        ),
         "freshness": (freshness.CANDIDATES, {}),
         "missed_runs": (missed_runs.CANDIDATES, {}),
         "anomaly claim": (anomalies.RECLAIM, {"id": recent["id"], "now": NOW}),

@@ -28,6 +28,7 @@ from watcher.embedded import EmbeddedPostgres
 from watcher.fields import Name
 from watcher.lineage import closure
 from watcher.rules import FIXED_SECONDS, Rule, add_datepart, resolve
+from watcher.timeliness import LEAST_SECONDS
 
 # -- schemathesis -------------------------------------------------------------------------
 
@@ -98,6 +99,17 @@ def test_calendar_dateparts_match_relativedelta(moment: datetime, n: int, datepa
 def test_more_dateparts_never_end_earlier(moment: datetime, a: int, b: int, datepart: str) -> None:
     low, high = sorted((a, b))
     assert add_datepart(moment, low, datepart) <= add_datepart(moment, high, datepart)
+
+
+@given(moments, numbers, st.sampled_from(sorted(LEAST_SECONDS)))
+def test_no_rule_lasts_less_than_the_timeliness_prefilter_assumes(
+    moment: datetime, n: int, datepart: str
+) -> None:
+    """timeliness.CANDIDATES drops executions shorter than LEAST_SECONDS × number: safe only
+    if no deadline comes sooner."""
+    assert add_datepart(moment, n, datepart) - moment >= timedelta(
+        seconds=n * LEAST_SECONDS[datepart]
+    )
 
 
 # -- rule resolution -----------------------------------------------------------------------

@@ -163,3 +163,21 @@ def test_thousands_of_overdue_executions_are_logged_in_one_check(live: LiveServe
     assert {f["execution_status"] for f in first["findings"]} == {"running"}
     again = live.run(lambda: timeliness.run(live.services, 60))
     assert again["new_findings"] == 0 and len(again["findings"]) == MANY
+
+
+def test_month_rules_at_the_edge_of_the_shortest_month(client: httpx.Client) -> None:
+    """Jan 31 + 1 month is Feb 28: a run of 28 days and a second is late, and the SQL
+    prefilter (no month is shorter than 28 days) keeps it for Python to decide."""
+    pid = make_pipeline(client, "p", timeliness_number=1, timeliness_datepart="month")
+    jan31, jan30 = datetime(2026, 1, 31, 12, tzinfo=UTC), datetime(2026, 1, 30, 12, tzinfo=UTC)
+    feb28 = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    late = run(client, pid, jan31, feb28 + timedelta(seconds=1))
+    later = run(client, pid, jan30, feb28 + timedelta(seconds=1))
+    run(client, pid, jan31, feb28 - timedelta(seconds=1))  # on time by two seconds
+    mar1 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    run(client, pid, mar1, mar1 + timedelta(days=30))  # a month from March 1st is 31 days
+    lookback = int((now() - jan30).total_seconds() // 60) + 10
+    found = by_execution(check(client, lookback_minutes=lookback))
+    assert set(found) == {late, later}
+    assert found[late]["seconds_threshold"] == 28 * 86_400
+    assert found[later]["seconds_threshold"] == 29 * 86_400
