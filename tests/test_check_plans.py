@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import LiveServer
-from watcher import anomalies, cleanup, freshness, missed_runs, timeliness
+from watcher import anomalies, cleanup, freshness, metrics_snapshot, missed_runs, timeliness
 from watcher.schema import ANOMALY_METRICS
 
 NOW = datetime.now(UTC)
@@ -142,6 +142,7 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
             {"after_end": datetime(1, 1, 1, tzinfo=UTC), "after_id": 0, "limit": 500},
         ),
         "latest success": (anomalies.LATEST_SUCCESS, {"pipeline_id": 7}),
+        "metrics snapshot anomalies": (metrics_snapshot.ANOMALY_STATE, {}),
         # Cleanup batches of 50 and 20 are ~0.1% of the seeded tables, the ratio the default
         # 10,000 has to tables of 10 million rows; at 1% or more of a table a hash join over a
         # seq scan is cheaper and the planner rightly takes it.

@@ -23,7 +23,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import func, select, true
+from sqlalchemy import func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher import schema
@@ -202,37 +202,29 @@ async def _counts(conn: AsyncConnection, table: Any, *extra: Any) -> dict[Any, i
     return {tuple(row[:-1]) if extra else row[0]: row[-1] for row in await conn.execute(query)}
 
 
+# Per active rule: its latest result's z-score (one probe of ix_anomaly_detection_result_
+# rule_latest) and its number of anomalies (the partial ix_anomaly_detection_result_anomalies:
+# only anomalous results are read, however many results there are).
+ANOMALY_STATE = text("""
+SELECT r.pipeline_id, r.metric_field, r.z_threshold, latest.z_score,
+       COALESCE(found.n, 0) AS detected
+FROM anomaly_detection_rule r
+LEFT JOIN LATERAL (
+    SELECT x.z_score FROM anomaly_detection_result x
+    WHERE x.rule_id = r.id ORDER BY x.detected_at DESC, x.id DESC LIMIT 1
+) latest ON true
+LEFT JOIN (
+    SELECT rule_id, count(*) AS n FROM anomaly_detection_result
+    WHERE is_anomaly GROUP BY rule_id
+) found ON found.rule_id = r.id
+WHERE r.active
+ORDER BY r.pipeline_id, r.metric_field
+""")
+
+
 async def _anomaly_rows(conn: AsyncConnection) -> dict[int, list[Any]]:
-    rule, result = schema.anomaly_detection_rule, schema.anomaly_detection_result
-    latest = (
-        select(result.c.z_score)
-        .where(result.c.rule_id == rule.c.id)
-        .order_by(result.c.detected_at.desc(), result.c.id.desc())
-        .limit(1)
-        .lateral()
-    )
-    detected = (
-        select(result.c.rule_id, func.count().label("n"))
-        .where(result.c.is_anomaly)
-        .group_by(result.c.rule_id)
-        .subquery()
-    )
-    query = (
-        select(
-            rule.c.pipeline_id,
-            rule.c.metric_field,
-            rule.c.z_threshold,
-            latest.c.z_score,
-            func.coalesce(detected.c.n, 0).label("detected"),
-        )
-        .select_from(
-            rule.outerjoin(latest, true()).outerjoin(detected, detected.c.rule_id == rule.c.id)
-        )
-        .where(rule.c.active)
-        .order_by(rule.c.pipeline_id, rule.c.metric_field)
-    )
     by_pipeline: dict[int, list[Any]] = defaultdict(list)
-    for row in (await conn.execute(query)).mappings():
+    for row in (await conn.execute(ANOMALY_STATE)).mappings():
         by_pipeline[row["pipeline_id"]].append(row)
     return by_pipeline
 

@@ -341,7 +341,6 @@ anomaly_detection_result = Table(
         BigInteger,
         ForeignKey("anomaly_detection_rule.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     Column("violation_value", Double, nullable=False),
     Column("z_score", Double, nullable=False),
@@ -356,6 +355,14 @@ anomaly_detection_result = Table(
     Column("detected_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("pipeline_execution_id", "rule_id"),
     Index("ix_anomaly_detection_result_detected_at", "detected_at"),
+    # A rule's latest result (metrics snapshot: one probe per rule) and the FK's lookups.
+    Index("ix_anomaly_detection_result_rule_latest", "rule_id", "detected_at", "id"),
+    # Anomalies found per rule (metrics snapshot): only the anomalous results, not all.
+    Index(
+        "ix_anomaly_detection_result_anomalies",
+        "rule_id",
+        postgresql_where=text("is_anomaly"),
+    ),
 )
 
 address_type = Table(
