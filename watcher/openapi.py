@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document, built from the declared operations, and the /docs page.
 
-The Swagger UI assets come from the `swagger-ui-bundle` package and are served by Watcher
-itself, so /docs works offline.
+The Swagger UI 5 assets come from the `swagger-ui-bundle-v2` package (module `swagger_ui_bundle`;
+Swagger UI 4 cannot render OpenAPI 3.1) and are served by Watcher itself, so /docs works offline.
 """
 
 from __future__ import annotations
