@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -13,6 +13,7 @@ import respx
 
 from watcher.client import (
     AsyncWatcherClient,
+    InvalidResponse,
     PipelineInactive,
     RetryPolicy,
     ServerError,
@@ -235,3 +236,64 @@ def test_a_malformed_answer_fails_open_too(
         pass
     assert not run.tracked
     assert "expected an object with an integer id" in warned(warnings)[0]
+
+
+def broken_gzip(request: httpx.Request) -> httpx.Response:
+    # A body that claims gzip but is not: httpx raises DecodingError while reading it.
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    return httpx.Response(200, headers=headers, stream=httpx.ByteStream(b"not gzip"))
+
+
+def redirect_loop(request: httpx.Request) -> httpx.Response:
+    raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+
+
+NOT_TRANSPORT_ERRORS = pytest.mark.parametrize(
+    "answer", [broken_gzip, redirect_loop], ids=["decoding_error", "too_many_redirects"]
+)
+
+
+@NOT_TRANSPORT_ERRORS
+def test_an_httpx_error_that_is_no_transport_error_fails_open(
+    client: WatcherClient,
+    mock: respx.MockRouter,
+    warnings: pytest.LogCaptureFixture,
+    answer: Callable[[httpx.Request], httpx.Response],
+) -> None:
+    mock.route().mock(side_effect=answer)
+    with client.track("orders", "extract") as run:
+        rows = 3
+    assert (rows, run.tracked) == (3, False)
+    assert len(warned(warnings)) == 1
+    assert mock.calls.call_count == 1  # not an outage: nothing to wait out, so no retry
+
+
+@NOT_TRANSPORT_ERRORS
+def test_strict_raises_an_httpx_error_as_a_watcher_error(
+    client: WatcherClient,
+    mock: respx.MockRouter,
+    answer: Callable[[httpx.Request], httpx.Response],
+) -> None:
+    mock.route().mock(side_effect=answer)
+    with pytest.raises(InvalidResponse) as caught:
+        with client.track("orders", "extract", strict=True):
+            pass
+    assert isinstance(caught.value.__cause__, httpx.DecodingError | httpx.TooManyRedirects)
+    with pytest.raises(InvalidResponse):
+        client.health()  # the single-shot routes map it too
+
+
+@NOT_TRANSPORT_ERRORS
+async def test_the_async_client_fails_open_on_them_too(
+    mock: respx.MockRouter,
+    warnings: pytest.LogCaptureFixture,
+    answer: Callable[[httpx.Request], httpx.Response],
+) -> None:
+    mock.route().mock(side_effect=answer)
+    async with AsyncWatcherClient(URL, env={}) as client:
+        async with client.track("orders", "extract") as run:
+            pass
+        with pytest.raises(InvalidResponse):
+            await client.heartbeat()
+    assert not run.tracked
+    assert len(warned(warnings)) == 1

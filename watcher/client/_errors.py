@@ -2,7 +2,8 @@
 
 WatcherError                  anything the client reports
  ├── WatcherUnavailable       no answer: connection refused, timeout, network error
- ├── InvalidResponse          an answer that is not the JSON the contract promises
+ ├── InvalidResponse          an answer that is not the JSON the contract promises, a body
+ │                            httpx cannot decode, a redirect loop (not retried)
  └── APIError                 an error status (.status_code, .detail, .errors)
       ├── BadRequest          400 / 413
       ├── ValidationError     422  a field is wrong (.errors carries loc and msg)

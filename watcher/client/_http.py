@@ -93,12 +93,29 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def transport_error(exc: httpx.TransportError) -> WatcherError:
-    error = WatcherUnavailable(f"{type(exc).__name__}: {exc or 'no detail'}")
-    error.__cause__ = exc
-    # A URL with a scheme httpx cannot speak will never work; everything else may be transient.
-    if isinstance(exc, httpx.UnsupportedProtocol):
+# Everything httpx raises for a request that got no usable answer. `InvalidURL` is not an
+# `HTTPError` (a base URL httpx cannot parse), yet it must fail open like the rest.
+REQUEST_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
+
+
+def request_error(exc: httpx.HTTPError | httpx.InvalidURL) -> WatcherError:
+    """The client's error for an exception httpx raised instead of returning a response.
+
+    Transport errors (refused, reset, timeout) may be transient and are retried. A body that
+    cannot be decoded or a redirect loop is an answer, just not the one the contract promises
+    (`InvalidResponse`); a URL httpx cannot speak will never work. Neither is retried.
+    """
+    error: WatcherError
+    if isinstance(exc, httpx.TransportError):
+        error = WatcherUnavailable(f"{type(exc).__name__}: {exc or 'no detail'}")
+        # A scheme httpx cannot speak will never work; everything else may be transient.
+        error.retryable = not isinstance(exc, httpx.UnsupportedProtocol)
+    elif isinstance(exc, httpx.DecodingError | httpx.TooManyRedirects):
+        error = InvalidResponse(f"{type(exc).__name__}: {exc or 'no detail'}")
+    else:
+        error = WatcherUnavailable(f"{type(exc).__name__}: {exc or 'no detail'}")
         error.retryable = False
+    error.__cause__ = exc
     return error
 
 

@@ -107,8 +107,8 @@ class WatcherClient:
                 if response.is_success:
                     return _http.decode(response)
                 error = _http.response_error(response)
-            except httpx.TransportError as exc:
-                error = _http.transport_error(exc)
+            except _http.REQUEST_ERRORS as exc:
+                error = _http.request_error(exc)
             delay = self.retry.delay(attempt, error) if retry else None
             if delay is None:
                 raise error
@@ -131,8 +131,8 @@ class WatcherClient:
     def _once(self, method: str, path: str) -> httpx.Response:
         try:
             return self._send(method, path, None, None)
-        except httpx.TransportError as exc:
-            raise _http.transport_error(exc) from exc
+        except _http.REQUEST_ERRORS as exc:
+            raise _http.request_error(exc) from exc
 
     # -- tracking --------------------------------------------------------------------------
 
