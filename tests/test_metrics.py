@@ -210,17 +210,37 @@ def test_lag_is_as_of_the_snapshot_and_its_age_says_how_old(
 def test_the_encoded_pipeline_families_are_cached_until_the_next_refresh() -> None:
     store = SnapshotStore()
     store.replace(Snapshot(NOW, 0.1, (_state(),)))
-    calls: list[str] = []
-
-    def encoder(registry: CollectorRegistry) -> bytes:
-        calls.append("encode")
-        return generate_latest(registry)
-
-    first = store.encoded(encoder, "text/plain")
-    assert store.encoded(encoder, "text/plain") is first and len(calls) == 1
+    first = store.encoded(False)
+    assert store.encoded(False) is first
+    assert store.encoded(True) is not first and store.encoded(True).endswith(b"# EOF\n")
     store.replace(Snapshot(NOW, 0.1, (_state(name="customers"),)))
-    assert b'pipeline="customers"' in store.encoded(encoder, "text/plain")
-    assert len(calls) == 2
+    assert b'pipeline="customers"' in store.encoded(False)
+    assert b'pipeline="orders"' not in store.encoded(False)
+
+
+def _tricky_states() -> tuple[PipelineState, ...]:
+    no_history = PipelineState(name='we"ird\\name\nx', pipeline_type="typé ✓")
+    big = _state(
+        name="big",
+        watermark="12345678901.5",
+        anomalies=(AnomalyState("throughput", 3.0, float("inf"), 10**7),),
+        running=0,
+        oldest_running_start=None,
+    )
+    return (_state(), no_history, big, _state(name="other", last_execution=None))
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_direct_encoding_is_byte_for_byte_prometheus_clients(openmetrics: bool) -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_om
+
+    from watcher.metrics_snapshot import encode_snapshot
+
+    store = SnapshotStore()
+    snapshot = Snapshot(NOW, 0.1, _tricky_states(), inactive_pipelines=3)
+    store.replace(snapshot)
+    reference = (generate_om if openmetrics else generate_latest)(store.registry)
+    assert encode_snapshot(snapshot, openmetrics) == reference
 
 
 def test_muted_pipeline_has_no_threshold_so_no_alert_can_fire(

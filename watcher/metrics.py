@@ -193,8 +193,8 @@ async def refresh_snapshot(services: Services, store: SnapshotStore) -> None:
     async with transaction(services.engine) as conn:
         snapshot = await load_snapshot(conn, services.clock.now())
     store.replace(snapshot)
-    # Encode the text format now, off the event loop, so scrapes find it ready.
-    await asyncio.to_thread(store.encoded, *choose_encoder(""))
+    # Encode the scrapers' format now, off the event loop, so the next scrape finds it ready.
+    await asyncio.to_thread(store.encoded, store.openmetrics)
 
 
 def exposition(services: Services, accept: str) -> tuple[bytes, str]:
@@ -205,7 +205,8 @@ def exposition(services: Services, accept: str) -> tuple[bytes, str]:
     if store is None or store.current is None:
         return live, content_type
     # OpenMetrics ends with one "# EOF": the cached part brings it.
-    return live.removesuffix(b"# EOF\n") + store.encoded(encoder, content_type), content_type
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    return live.removesuffix(b"# EOF\n") + store.encoded(openmetrics), content_type
 
 
 def setup(services: Services) -> None:
