@@ -10,6 +10,14 @@ from tests.conftest import LiveServer
 from watcher.cleanup import cutoff_for
 
 DAY = timedelta(days=1)
+TABLES = (
+    "freshness_pipeline_log",
+    "timeliness_pipeline_execution_log",
+    "missed_run_log",
+    "anomaly_detection_result",
+    "pipeline_execution_closure",
+    "pipeline_execution",
+)
 NOW = datetime.now(UTC)
 
 
@@ -113,6 +121,48 @@ def test_cleanup_deletes_old_history_in_batches_and_only_once(
         assert count(live, table) == 1
     again = client.post("/log_cleanup", json={"retention_days": 90}).json()
     assert set(again["deleted"].values()) == {0}
+
+
+def test_a_dry_run_counts_what_cleanup_would_delete_and_deletes_nothing(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    seed(client, live)
+    before = {t: count(live, t) for t in TABLES}
+    r = client.post("/log_cleanup", json={"retention_days": 90, "dry_run": True})
+    assert r.status_code == 200, r.text
+    dry = r.json()
+    assert (dry["status"], dry["dry_run"], dry["retention_days"]) == ("dry_run", True, 90)
+    assert datetime.fromisoformat(dry["cutoff"]) == cutoff_for(live.clock.now(), 90)
+    assert "deleted" not in dry
+    assert {t: count(live, t) for t in TABLES} == before
+    real = client.post("/log_cleanup", json={"retention_days": 90, "batch_size": 2}).json()
+    assert real["dry_run"] is False
+    assert dry["would_delete"] == real["deleted"]
+    after = client.post("/log_cleanup", json={"retention_days": 90, "dry_run": True}).json()
+    assert set(after["would_delete"].values()) == {0}
+
+
+def test_a_dry_run_counts_rows_of_old_executions_that_are_not_old_themselves(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    # A log written recently about an execution that started before the cutoff goes with it.
+    pid = make_pipeline(client, "p")
+    rule = client.post(
+        "/anomaly_detection_rule", json={"pipeline_id": pid, "metric_field": "inserts"}
+    )
+    old = start(client, pid, NOW - 200 * DAY)
+    seed_logs(live, pid, old, NOW - DAY, rule.json()["id"])
+    dry = client.post("/log_cleanup", json={"retention_days": 90, "dry_run": True}).json()
+    assert dry["would_delete"] == {
+        "freshness_pipeline_log": 0,
+        "timeliness_pipeline_execution_log": 1,
+        "missed_run_log": 0,
+        "anomaly_detection_result": 1,
+        "pipeline_execution_closure": 1,
+        "pipeline_execution": 1,
+    }
+    real = client.post("/log_cleanup", json={"retention_days": 90}).json()
+    assert real["deleted"] == dry["would_delete"]
 
 
 def test_a_longer_retention_keeps_more(client: httpx.Client, live: LiveServer) -> None:

@@ -142,18 +142,36 @@ def test_checks_exit_1_with_findings_and_0_without(
     assert json.loads(out)["findings"][0]["newly_logged"] is False
 
 
-def test_cleanup_deletes_old_history_and_dry_run_sends_nothing(
+def test_cleanup_dry_run_prints_what_would_go_and_deletes_nothing(
     capsys: pytest.CaptureFixture[str], live: LiveServer, history: dict[str, int]
 ) -> None:
-    code, out, _ = watcher(capsys, live, "cleanup", "--retention-days", "90", "--dry-run")
-    assert code == 0 and "no dry-run mode" in out and "nothing was sent" in out
+    code, out, err = watcher(capsys, live, "cleanup", "--retention-days", "90", "--dry-run")
+    assert code == 0, err
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:] if line[:1].isalpha()}
+    assert out.splitlines()[0].split() == ["TABLE", "WOULD", "DELETE"]
+    assert rows["pipeline_execution"] == "1" and rows["pipeline_execution_closure"] == "1"
+    assert "2 rows would be deleted" in out  # the old execution and its closure row
+    assert "nothing was deleted" in out and "dry run" in err
     assert len(live.sql("SELECT id FROM pipeline_execution")) == 4
+    code, out, _ = watcher(capsys, live, "cleanup", "--retention-days", "90", "--dry-run", "--json")
+    report = json.loads(out)
+    assert report["dry_run"] is True and report["would_delete"]["pipeline_execution"] == 1
+    assert len(live.sql("SELECT id FROM pipeline_execution")) == 4
+
+
+def test_cleanup_deletes_old_history_and_refuses_a_short_retention(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, history: dict[str, int]
+) -> None:
     code, out, _ = watcher(capsys, live, "cleanup", "--retention-days", "90", "--batch-size", "1")
     assert code == 0
-    assert "pipeline_execution " in out and "rows deleted" in out
+    assert "pipeline_execution " in out and "2 rows deleted" in out  # the execution, its closure
     assert len(live.sql("SELECT id FROM pipeline_execution")) == 3
-    code, _, err = watcher(capsys, live, "cleanup", "--retention-days", "30")
-    assert code == 3 and "HTTP 422" in err and "retention_days" in err
+    for days in ("30", "89", "ninety"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["cleanup", "--retention-days", days, "--url", live.url])
+        assert exit_info.value.code == 2  # refused before anything is sent
+        assert "--retention-days" in capsys.readouterr().err
 
 
 def test_http_errors_and_an_unreachable_server_exit_3(

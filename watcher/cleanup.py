@@ -9,6 +9,10 @@ one keeps what it did):
    and the logs/results still pointing at those executions, then the executions themselves
    (children keep existing with parent_id set null by the foreign key).
 Re-running with the same cutoff finds nothing more to delete.
+
+`dry_run` counts, in one read-only statement with the same cutoff, the rows each table would
+lose: rows old by their own age plus, for the tables that point at executions, rows of
+executions started before the cutoff. Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ MAX_BATCHES_PER_TABLE = 1_000_000
 class CleanupRequest(Body):
     retention_days: int = Field(ge=90, le=36_500)
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
+    dry_run: bool = False
 
 
 # (table, timestamp column): deleted by their own age, before executions.
@@ -66,6 +71,26 @@ SELECT (SELECT count(*) FROM closure) AS closure,
        (SELECT count(*) FROM timeliness) AS timeliness,
        (SELECT count(*) FROM results) AS results,
        ARRAY(SELECT id FROM batch) AS ids
+""")
+
+
+# What `cleanup` would delete at this cutoff, table by table (the union of both of its passes).
+COUNT_DOOMED = text("""
+WITH old AS (SELECT id FROM pipeline_execution WHERE start_date < :cutoff)
+SELECT
+    (SELECT count(*) FROM freshness_pipeline_log WHERE created_at < :cutoff)
+        AS freshness_pipeline_log,
+    (SELECT count(*) FROM timeliness_pipeline_execution_log
+     WHERE created_at < :cutoff OR pipeline_execution_id IN (SELECT id FROM old))
+        AS timeliness_pipeline_execution_log,
+    (SELECT count(*) FROM missed_run_log WHERE created_at < :cutoff) AS missed_run_log,
+    (SELECT count(*) FROM anomaly_detection_result
+     WHERE detected_at < :cutoff OR pipeline_execution_id IN (SELECT id FROM old))
+        AS anomaly_detection_result,
+    (SELECT count(*) FROM pipeline_execution_closure
+     WHERE descendant_id IN (SELECT id FROM old) OR ancestor_id IN (SELECT id FROM old))
+        AS pipeline_execution_closure,
+    (SELECT count(*) FROM old) AS pipeline_execution
 """)
 
 
@@ -151,16 +176,36 @@ async def cleanup(
     log.info("cleanup finished", extra={"cutoff": cutoff.isoformat(), **deleted})
     return {
         "status": "completed",
+        "dry_run": False,
         "retention_days": retention_days,
         "cutoff": cutoff,
         "deleted": deleted,
     }
 
 
+async def dry_run(engine: AsyncEngine, now: datetime, retention_days: int) -> dict[str, Any]:
+    """The rows `cleanup` would delete at this cutoff, per table; deletes nothing."""
+    cutoff = cutoff_for(now, retention_days)
+    async with transaction(engine) as conn:
+        await conn.execute(text("SET TRANSACTION READ ONLY"))
+        counts = (await conn.execute(COUNT_DOOMED, {"cutoff": cutoff})).one()._asdict()
+    return {
+        "status": "dry_run",
+        "dry_run": True,
+        "retention_days": retention_days,
+        "cutoff": cutoff,
+        "would_delete": {table: int(n) for table, n in counts.items()},
+    }
+
+
 @router.post("/log_cleanup", scope="admin", body=CleanupRequest)
 async def log_cleanup(request: Request, body: CleanupRequest) -> dict[str, Any]:
-    """Delete logs, results and executions older than retention_days (≥ 90), in batches."""
+    """Delete logs, results and executions older than retention_days (≥ 90), in batches.
+
+    With dry_run, count per table what would be deleted (`would_delete`) and delete nothing."""
     services = services_of(request)
+    if body.dry_run:
+        return await dry_run(services.engine, services.clock.now(), body.retention_days)
     return await cleanup(
         services.engine, services.clock.now(), body.retention_days, body.batch_size
     )

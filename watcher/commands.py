@@ -155,6 +155,22 @@ def since(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 90, 36_500  # the server's bounds
+
+
+def retention(value: str) -> int:
+    """Days of history to keep: checked here too, so a typo never reaches the server."""
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of days") from None
+    if not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value}: must be between {MIN_RETENTION_DAYS} and {MAX_RETENTION_DAYS} days"
+        )
+    return days
+
+
 def positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -346,38 +362,31 @@ def cutoff(retention_days: int) -> date:
 
 
 def cmd_cleanup(args: argparse.Namespace, api: Api) -> int:
-    if args.dry_run:
-        # The server has no dry-run: POST /log_cleanup always deletes. Say so, don't guess.
-        report = {
-            "dry_run": True,
-            "cutoff": cutoff(args.retention_days).isoformat(),
-            "deleted": None,
-            "note": "the server has no dry-run support; nothing was sent or deleted",
-        }
-        if args.json:
-            emit_json(report)
-        else:
-            print(
-                f"dry run: executions started before {report['cutoff']} (UTC), with their "
-                "closure rows and anomaly results, and freshness/timeliness/missed-run logs "
-                "and anomaly results created before it would be deleted.\n"
-                "Watcher's API has no dry-run mode, so row counts cannot be reported; "
-                "nothing was sent or deleted."
-            )
-        return EXIT_OK
     body = {"retention_days": args.retention_days, "batch_size": args.batch_size}
-    with ticking(f"deleting rows older than {cutoff(args.retention_days)} in batches…"):
+    if args.dry_run:
+        # The server counts with the very cutoff it would delete at, in a read-only transaction.
+        message = f"counting rows older than {cutoff(args.retention_days)} (dry run)…"
+        body["dry_run"] = True
+    else:
+        message = f"deleting rows older than {cutoff(args.retention_days)} in batches…"
+    with ticking(message):
         result = api.call("POST", "/log_cleanup", json=body)
     if args.json:
         emit_json(result)
         return EXIT_OK
-    deleted = result.get("deleted", {})
+    counts = result.get("would_delete" if args.dry_run else "deleted", {})
+    heading = "would delete" if args.dry_run else "deleted"
     table(
-        [{"table": t, "deleted": n} for t, n in deleted.items()],
-        [("table", "table"), ("deleted", "deleted")],
+        [{"table": t, "rows": n} for t, n in counts.items()],
+        [("table", "table"), ("rows", heading)],
         sys.stdout,
     )
-    print(f"cutoff {cell(result.get('cutoff'))}, {sum(deleted.values())} rows deleted")
+    total = sum(counts.values())
+    if args.dry_run:
+        print(f"dry run: cutoff {cell(result.get('cutoff'))}, {total} rows would be deleted")
+        print("nothing was deleted")
+    else:
+        print(f"cutoff {cell(result.get('cutoff'))}, {total} rows deleted")
     return EXIT_OK
 
 
@@ -455,10 +464,14 @@ def _register(sub: Subparsers) -> None:
         help="delete history older than a retention (POST /log_cleanup)",
         description="Delete executions and check logs older than --retention-days (≥ 90).",
     )
-    cleanup.add_argument("--retention-days", type=int, required=True, help="at least 90")
+    cleanup.add_argument(
+        "--retention-days", type=retention, required=True, help="days to keep, at least 90"
+    )
     cleanup.add_argument("--batch-size", type=positive, default=10_000, help="default 10000")
     cleanup.add_argument(
-        "--dry-run", action="store_true", help="show the cutoff; send nothing, delete nothing"
+        "--dry-run",
+        action="store_true",
+        help="count per table what would be deleted; delete nothing",
     )
     cleanup.set_defaults(func=run(cmd_cleanup))
 
