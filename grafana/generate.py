@@ -29,6 +29,16 @@ TYPE = 'pipeline_type=~"$pipeline_type"'
 RI = "$__rate_interval"
 
 
+def one(expr: str, *labels: str, agg: str = "max") -> str:
+    """`expr` once per pipeline (and `labels`), across replicas.
+
+    Every replica exports the same watcher_pipeline_* series from its own snapshot, so a
+    panel that counts, sums or joins them must aggregate the instances away first, as the
+    alert rules do (monitoring/rules/pipelines.yml).
+    """
+    return f"{agg} by ({', '.join(('pipeline', 'pipeline_type', *labels))}) ({expr})"
+
+
 @dataclass
 class Panel:
     title: str
@@ -202,14 +212,14 @@ def overview() -> Dashboard:
             "Now",
             Panel(
                 "Active pipelines",
-                [(f"count(watcher_pipeline_active{{{PIPE}}})", "")],
+                [(f"count({one(f'watcher_pipeline_active{{{PIPE}}}')})", "")],
                 kind="stat",
                 width=6,
                 height=4,
             ),
             Panel(
                 "Running executions",
-                [(f"sum(watcher_pipeline_running_executions{{{PIPE}}})", "")],
+                [(f"sum({one(f'watcher_pipeline_running_executions{{{PIPE}}}')})", "")],
                 kind="stat",
                 width=6,
                 height=4,
@@ -218,7 +228,8 @@ def overview() -> Dashboard:
                 "Pipelines whose last execution failed",
                 [
                     (
-                        f"count(watcher_pipeline_last_execution_success{{{PIPE}}} == 0) or vector(0)",
+                        f"count({one(f'watcher_pipeline_last_execution_success{{{PIPE}}}', agg='min')}"
+                        " == 0) or vector(0)",
                         "",
                     )
                 ],
@@ -228,7 +239,7 @@ def overview() -> Dashboard:
             ),
             Panel(
                 "Inactive pipelines",
-                [('watcher_pipelines{status="inactive"}', "")],
+                [('max(watcher_pipelines{status="inactive"})', "")],
                 kind="stat",
                 width=6,
                 height=4,
@@ -306,14 +317,21 @@ def overview() -> Dashboard:
             "Per pipeline (latest ended execution)",
             Panel(
                 "Last execution duration",
-                [(f"watcher_pipeline_last_execution_duration_seconds{{{PIPE}}}", "{{pipeline}}")],
+                [
+                    (
+                        one(f"watcher_pipeline_last_execution_duration_seconds{{{PIPE}}}"),
+                        "{{pipeline}}",
+                    )
+                ],
                 unit="s",
             ),
             Panel(
                 "Last execution throughput",
                 [
                     (
-                        f"watcher_pipeline_last_execution_throughput_rows_per_second{{{PIPE}}}",
+                        one(
+                            f"watcher_pipeline_last_execution_throughput_rows_per_second{{{PIPE}}}"
+                        ),
                         "{{pipeline}}",
                     )
                 ],
@@ -324,7 +342,7 @@ def overview() -> Dashboard:
                 "Last execution rows",
                 [
                     (
-                        f"watcher_pipeline_last_execution_rows{{{PIPE}}}",
+                        one(f"watcher_pipeline_last_execution_rows{{{PIPE}}}", "operation"),
                         "{{pipeline}} {{operation}}",
                     )
                 ],
@@ -332,9 +350,9 @@ def overview() -> Dashboard:
             Panel(
                 "Watermarks",
                 [
-                    (f"watcher_pipeline_watermark{{{PIPE}}}", "{{pipeline}}"),
+                    (one(f"watcher_pipeline_watermark{{{PIPE}}}"), "{{pipeline}}"),
                     (
-                        f"watcher_pipeline_watermark_timestamp_seconds{{{PIPE}}} * 1000",
+                        one(f"watcher_pipeline_watermark_timestamp_seconds{{{PIPE}}}") + " * 1000",
                         "{{pipeline}} (time)",
                     ),
                 ],
@@ -343,13 +361,20 @@ def overview() -> Dashboard:
             Panel(
                 "Pipelines",
                 [
-                    (f"watcher_pipeline_last_execution_success{{{PIPE}}}", "success"),
-                    (f"watcher_pipeline_last_execution_duration_seconds{{{PIPE}}}", "duration"),
                     (
-                        f"watcher_pipeline_last_execution_end_timestamp_seconds{{{PIPE}}} * 1000",
+                        one(f"watcher_pipeline_last_execution_success{{{PIPE}}}", agg="min"),
+                        "success",
+                    ),
+                    (
+                        one(f"watcher_pipeline_last_execution_duration_seconds{{{PIPE}}}"),
+                        "duration",
+                    ),
+                    (
+                        one(f"watcher_pipeline_last_execution_end_timestamp_seconds{{{PIPE}}}")
+                        + " * 1000",
                         "ended",
                     ),
-                    (f"watcher_pipeline_running_executions{{{PIPE}}}", "running"),
+                    (one(f"watcher_pipeline_running_executions{{{PIPE}}}"), "running"),
                 ],
                 kind="table",
                 width=24,
@@ -372,9 +397,7 @@ def freshness_timeliness() -> Dashboard:
                 "Stale pipelines",
                 [
                     (
-                        f"count(watcher_pipeline_freshness_lag_seconds{{{PIPE}}} > on (pipeline, "
-                        f"pipeline_type) group_left watcher_pipeline_freshness_threshold_seconds)"
-                        " or vector(0)",
+                        f"count(pipeline:watcher_freshness_lag_ratio{{{PIPE}}} > 1) or vector(0)",
                         "",
                     )
                 ],
@@ -391,9 +414,11 @@ def freshness_timeliness() -> Dashboard:
             Panel(
                 "Freshness lag vs threshold",
                 [
-                    (f"watcher_pipeline_freshness_lag_seconds{{{PIPE}}}", "{{pipeline}} lag"),
+                    (one(f"watcher_pipeline_freshness_lag_seconds{{{PIPE}}}"), "{{pipeline}} lag"),
                     (
-                        f"watcher_pipeline_freshness_threshold_seconds{{{PIPE}}}",
+                        one(
+                            f"watcher_pipeline_freshness_threshold_seconds{{{PIPE}}}", "rule_source"
+                        ),
                         "{{pipeline}} threshold ({{rule_source}})",
                     ),
                 ],
@@ -401,7 +426,12 @@ def freshness_timeliness() -> Dashboard:
             ),
             Panel(
                 "Last DML",
-                [(f"watcher_pipeline_last_dml_timestamp_seconds{{{PIPE}}} * 1000", "{{pipeline}}")],
+                [
+                    (
+                        one(f"watcher_pipeline_last_dml_timestamp_seconds{{{PIPE}}}") + " * 1000",
+                        "{{pipeline}}",
+                    )
+                ],
                 kind="table",
                 instant=True,
                 unit="dateTimeAsIso",
@@ -411,11 +441,14 @@ def freshness_timeliness() -> Dashboard:
                 "Oldest running execution vs threshold",
                 [
                     (
-                        f"watcher_pipeline_oldest_running_execution_age_seconds{{{PIPE}}}",
+                        one(f"watcher_pipeline_oldest_running_execution_age_seconds{{{PIPE}}}"),
                         "{{pipeline}} running for",
                     ),
                     (
-                        f"watcher_pipeline_timeliness_threshold_seconds{{{PIPE}}}",
+                        one(
+                            f"watcher_pipeline_timeliness_threshold_seconds{{{PIPE}}}",
+                            "rule_source",
+                        ),
                         "{{pipeline}} threshold ({{rule_source}})",
                     ),
                 ],
@@ -425,11 +458,14 @@ def freshness_timeliness() -> Dashboard:
                 "Last execution duration vs threshold",
                 [
                     (
-                        f"watcher_pipeline_last_execution_duration_seconds{{{PIPE}}}",
+                        one(f"watcher_pipeline_last_execution_duration_seconds{{{PIPE}}}"),
                         "{{pipeline}} duration",
                     ),
                     (
-                        f"watcher_pipeline_timeliness_threshold_seconds{{{PIPE}}}",
+                        one(
+                            f"watcher_pipeline_timeliness_threshold_seconds{{{PIPE}}}",
+                            "rule_source",
+                        ),
                         "{{pipeline}} threshold ({{rule_source}})",
                     ),
                 ],
@@ -440,8 +476,10 @@ def freshness_timeliness() -> Dashboard:
                 "Timeliness violations",
                 [
                     (
-                        f"sum by (pipeline, status) "
-                        f"(increase(watcher_pipeline_timeliness_violations_total{{{PIPE}}}[1h]))",
+                        one(
+                            f"increase(watcher_pipeline_timeliness_violations_total{{{PIPE}}}[1h])",
+                            "status",
+                        ),
                         "{{pipeline}} {{status}}",
                     )
                 ],
@@ -452,8 +490,7 @@ def freshness_timeliness() -> Dashboard:
                 "Freshness violations",
                 [
                     (
-                        f"sum by (pipeline) "
-                        f"(increase(watcher_pipeline_freshness_violations_total{{{PIPE}}}[1h]))",
+                        one(f"increase(watcher_pipeline_freshness_violations_total{{{PIPE}}}[1h])"),
                         "{{pipeline}}",
                     )
                 ],
@@ -464,8 +501,7 @@ def freshness_timeliness() -> Dashboard:
                 "Missed runs",
                 [
                     (
-                        f"sum by (pipeline) "
-                        f"(increase(watcher_pipeline_missed_runs_total{{{PIPE}}}[1h]))",
+                        one(f"increase(watcher_pipeline_missed_runs_total{{{PIPE}}}[1h])"),
                         "{{pipeline}}",
                     )
                 ],
@@ -478,6 +514,8 @@ def freshness_timeliness() -> Dashboard:
 
 def anomalies() -> Dashboard:
     mpipe = f'{PIPE}, metric=~"$metric"'
+    z = one(f"abs(watcher_pipeline_anomaly_z_score{{{mpipe}}})", "metric")
+    threshold = one(f"watcher_pipeline_anomaly_z_threshold{{{mpipe}}}", "metric", agg="min")
     return Dashboard(
         uid="watcher-anomalies",
         title="Watcher / Anomalies",
@@ -488,8 +526,8 @@ def anomalies() -> Dashboard:
                 "Anomalous metrics now",
                 [
                     (
-                        f"count(abs(watcher_pipeline_anomaly_z_score{{{mpipe}}}) > on (pipeline, "
-                        "pipeline_type, metric) watcher_pipeline_anomaly_z_threshold) or vector(0)",
+                        f"count({z} > on (pipeline, pipeline_type, metric) {threshold})"
+                        " or vector(0)",
                         "",
                     )
                 ],
@@ -500,7 +538,12 @@ def anomalies() -> Dashboard:
                 "Anomalies detected (last 24h)",
                 [
                     (
-                        f"sum(increase(watcher_pipeline_anomalies_detected_total{{{mpipe}}}[24h]))",
+                        "sum("
+                        + one(
+                            f"increase(watcher_pipeline_anomalies_detected_total{{{mpipe}}}[24h])",
+                            "metric",
+                        )
+                        + ")",
                         "",
                     )
                 ],
@@ -509,20 +552,20 @@ def anomalies() -> Dashboard:
             ),
             Panel(
                 "Active anomaly rules",
-                [(f"count(watcher_pipeline_anomaly_z_threshold{{{mpipe}}})", "")],
+                [(f"count({threshold})", "")],
                 kind="stat",
                 width=12,
             ),
             Panel(
                 "z-score vs threshold",
                 [
-                    (f"watcher_pipeline_anomaly_z_score{{{mpipe}}}", "{{pipeline}} {{metric}} z"),
                     (
-                        f"watcher_pipeline_anomaly_z_threshold{{{mpipe}}}",
-                        "{{pipeline}} {{metric}} +threshold",
+                        one(f"watcher_pipeline_anomaly_z_score{{{mpipe}}}", "metric"),
+                        "{{pipeline}} {{metric}} z",
                     ),
+                    (threshold, "{{pipeline}} {{metric}} +threshold"),
                     (
-                        f"-watcher_pipeline_anomaly_z_threshold{{{mpipe}}}",
+                        f"-{threshold}",
                         "{{pipeline}} {{metric}} -threshold",
                     ),
                 ],
@@ -533,8 +576,7 @@ def anomalies() -> Dashboard:
                 "|z| / threshold",
                 [
                     (
-                        f"abs(watcher_pipeline_anomaly_z_score{{{mpipe}}}) / on (pipeline, "
-                        "pipeline_type, metric) watcher_pipeline_anomaly_z_threshold",
+                        f"{z} / on (pipeline, pipeline_type, metric) {threshold}",
                         "{{pipeline}} {{metric}}",
                     )
                 ],
@@ -545,8 +587,10 @@ def anomalies() -> Dashboard:
                 "Anomalies detected per hour",
                 [
                     (
-                        f"sum by (pipeline, metric) "
-                        f"(increase(watcher_pipeline_anomalies_detected_total{{{mpipe}}}[1h]))",
+                        one(
+                            f"increase(watcher_pipeline_anomalies_detected_total{{{mpipe}}}[1h])",
+                            "metric",
+                        ),
                         "{{pipeline}} {{metric}}",
                     )
                 ],

@@ -3,11 +3,16 @@ real Prometheus scraping it on loopback every second with the repository's rules
 Alertmanager with the repository's routing and Slack templates, and a local HTTP server
 standing in for Slack.
 
+Two Watcher replicas share the database and both are scraped, as in production: each
+exports the same per-pipeline series from its own snapshot.
+
 Asserted:
 1. every Prometheus query of every provisioned dashboard panel (and every variable) returns
-   data through Prometheus' HTTP API; every SQL panel returns rows from PostgreSQL;
-2. the stale pipeline's WatcherPipelineNotFresh alert reaches "Slack" through Alertmanager,
-   with the level, the pipeline, the value, the threshold and the rule source in its text.
+   data through Prometheus' HTTP API, shows each pipeline once (no `instance` left on a
+   per-pipeline series) and counts it once; every SQL panel returns rows from PostgreSQL;
+2. the stale pipeline's WatcherPipelineNotFresh alert reaches "Slack" through Alertmanager
+   once (not once per replica), with the level, the pipeline, the value, the threshold and
+   the rule source in its text.
 
 Intervals are shortened by config (scripts/stack.py --fast: 1 s scrapes and evaluations, no
 `for`, 1 s group wait), so the whole test takes well under a minute.
@@ -31,9 +36,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import LiveServer, free_port, start_live_server
 from tests.conftest import test_settings as watcher_settings
+from watcher.config import Settings
 from watcher.embedded import EmbeddedPostgres
 from watcher.schema import metadata
 
@@ -105,19 +112,30 @@ def slack() -> Iterator[SlackStandIn]:
 # --- Watcher, seeded -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def watcher(postgres: EmbeddedPostgres) -> Iterator[LiveServer]:
-    settings = watcher_settings(
+def _replica_settings() -> Settings:
+    return watcher_settings(
         scheduler_enabled=True,
         metrics_snapshot_interval_seconds=1.0,
         leader_check_interval_seconds=1.0,
         leader_lock_id=0x57A7E2E0,  # not the default: never competes with another test server
     )
-    server = start_live_server(postgres.url, settings)
+
+
+@pytest.fixture(scope="module")
+def watcher(postgres: EmbeddedPostgres) -> Iterator[LiveServer]:
+    server = start_live_server(postgres.url, _replica_settings())
     tables = ", ".join(t.name for t in metadata.sorted_tables)
     server.sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     yield server
     server.sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def replica(watcher: LiveServer, postgres: EmbeddedPostgres) -> Iterator[LiveServer]:
+    """A second replica on the same database: scraped too, never sent requests."""
+    server = start_live_server(postgres.url, _replica_settings())
+    yield server
     server.stop()
 
 
@@ -202,7 +220,11 @@ def traffic(http: httpx.Client, ids: dict[str, int]) -> None:
 
 @pytest.fixture(scope="module")
 def prometheus(
-    watcher: LiveServer, slack: SlackStandIn, postgres: EmbeddedPostgres, tmp_path_factory: Any
+    watcher: LiveServer,
+    replica: LiveServer,
+    slack: SlackStandIn,
+    postgres: EmbeddedPostgres,
+    tmp_path_factory: Any,
 ) -> Iterator[str]:
     _require("prometheus")
     _require("alertmanager")
@@ -225,7 +247,7 @@ def prometheus(
             addresses.alertmanager,
         ),
         stack.start_prometheus(
-            stack.prometheus_config(run_dir, addresses, fast=True),
+            _scrape_both(stack.prometheus_config(run_dir, addresses, fast=True), replica),
             run_dir / "prom",
             addresses.prometheus,
         ),
@@ -238,6 +260,15 @@ def prometheus(
         stack.wait_ready(f"http://{addresses.prometheus}/-/ready")
         stack.wait_ready(f"http://{addresses.alertmanager}/-/ready")
         yield f"http://{addresses.prometheus}"
+
+
+def _scrape_both(config: Path, replica: LiveServer) -> Path:
+    """Add the second replica to the rendered config's watcher job."""
+    rendered = yaml.safe_load(config.read_text())
+    job = next(j for j in rendered["scrape_configs"] if j["job_name"] == "watcher")
+    job["static_configs"][0]["targets"].append(replica.url.removeprefix("http://"))
+    config.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    return config
 
 
 def _substitute(query: str) -> str:
@@ -294,7 +325,10 @@ def test_dashboards_and_alerts_end_to_end(
             assert body["status"] == "success", (expr, body)
             return body["data"]["result"]  # type: ignore[no-any-return]
 
-        _poll("no scrape of Watcher", lambda: [] if query('up{job="watcher"} == 1') else ["up"])
+        def both_up() -> list[str]:
+            return [] if len(query('up{job="watcher"} == 1')) == 2 else ["up"]
+
+        _poll("no scrape of both Watcher replicas", both_up)
         traffic(http, ids)
 
         promql, sql = _panel_queries()
@@ -305,6 +339,16 @@ def test_dashboards_and_alerts_end_to_end(
             "dashboard queries returned no data",
             lambda: [f"{where}: {expr}" for where, expr in promql if not query(expr)],
         )
+        per_replica = [
+            f"{where}: {series['metric']}"
+            for where, expr in promql
+            for series in query(expr)
+            if "pipeline" in series["metric"] and "instance" in series["metric"]
+        ]
+        assert not per_replica, "a pipeline shown once per replica:\n" + "\n".join(per_replica)
+        overview = {w.split(" / ")[1]: q for w, q in promql if "pipeline-overview" in w}
+        assert query(overview["Active pipelines"])[0]["value"][1] == str(len(ids))
+        assert query(overview["Running executions"])[0]["value"][1] == "1"
         for where, statement in sql:
             assert watcher.sql(statement), f"{where} returned no rows"
 
