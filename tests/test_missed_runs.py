@@ -68,6 +68,79 @@ def test_type_schedule_applies_and_mutes_inactive_skip(
     assert (local.hour, local.minute) == (2, 30)
 
 
+def test_a_muted_type_mutes_missed_runs_of_its_pipelines(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    muted = make_pipeline(client, "a", type_name="hourly")
+    other = make_pipeline(client, "b", type_name="etl", schedule="0 * * * *")
+    patch_type(client, "hourly", schedule="0 * * * *", mute_timeliness_check=True)
+    live.sql("UPDATE pipeline SET created_at = created_at - interval '1 day'")
+    assert set(by_pipeline(check(client))) == {other}
+    patch_type(client, "hourly", mute_timeliness_check=False)
+    assert set(by_pipeline(check(client))) == {muted, other}
+
+
+def test_a_pipeline_schedule_overrides_its_types(client: httpx.Client, live: LiveServer) -> None:
+    """The pipeline's cron comes with its own time zone (not the type's); the grace is the
+    type's when the pipeline sets none."""
+    own = make_pipeline(client, "own", type_name="nightly", schedule="15 * * * *")
+    inherits = make_pipeline(client, "inherits", type_name="nightly")
+    patch_type(
+        client,
+        "nightly",
+        schedule="30 2 * * *",
+        schedule_timezone="Europe/Paris",
+        schedule_grace_seconds=120,
+    )
+    live.sql("UPDATE pipeline SET created_at = created_at - interval '3 days'")
+    found = by_pipeline(check(client))
+    assert set(found) == {own, inherits}
+    mine = found[own]
+    assert (mine["schedule"], mine["schedule_timezone"]) == ("15 * * * *", "UTC")
+    assert mine["used_child_config"] is True and mine["grace_seconds"] == 120
+    expected = datetime.fromisoformat(mine["expected_at"])
+    assert expected.minute == 15 and expected.utcoffset() == timedelta(0)
+    theirs = found[inherits]
+    assert (theirs["schedule"], theirs["schedule_timezone"]) == ("30 2 * * *", "Europe/Paris")
+    assert theirs["used_child_config"] is False
+
+
+def align(live: LiveServer, period: timedelta) -> datetime:
+    """Move the clock to halfway through a `period` counted from the epoch (so a boundary of
+    every cron step that divides it) and return that period's start. Half a period of slack
+    either side: the clock keeps running."""
+    now = live.clock.now()
+    into = (now - datetime(1970, 1, 1, tzinfo=UTC)) % period
+    live.clock.advance(period / 2 - into)
+    return now - into
+
+
+def test_the_previous_minutes_start_does_not_count_for_the_next_minute(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    boundary = align(live, timedelta(minutes=5))  # now = boundary + 2:30
+    minute = boundary + timedelta(minutes=2)  # the every-minute run judged now
+    second = timedelta(seconds=1)
+    # (cron, last start, the run found missed or None)
+    cases = {
+        "minute_on_time_for_the_previous": ("* * * * *", minute - 60 * second, minute),
+        "minute_a_little_early": ("* * * * *", minute - 20 * second, None),
+        "five_early_by_60_s": ("*/5 * * * *", boundary - 60 * second, None),
+        "five_early_by_61_s": ("*/5 * * * *", boundary - 61 * second, boundary),
+    }
+    ids: dict[str, int] = {}
+    for name, (cron, started, _) in cases.items():
+        ids[name] = make_pipeline(client, name, schedule=cron)
+        start(client, ids[name], started)
+    live.sql("UPDATE pipeline SET created_at = created_at - interval '1 day'")
+    found = by_pipeline(check(client))
+    missed = {
+        name: datetime.fromisoformat(found[pid]["expected_at"]) if pid in found else None
+        for name, pid in ids.items()
+    }
+    assert missed == {name: expected for name, (_, _, expected) in cases.items()}
+
+
 def test_pipelines_without_schedule_are_not_checked(client: httpx.Client) -> None:
     make_pipeline(client, "p", timeliness_number=1, timeliness_datepart="hour")
     assert check(client)["pipelines_checked"] == 0
@@ -84,37 +157,100 @@ def test_previous_fire_time_respects_the_time_zone_and_long_periods() -> None:
     assert previous_fire_time(yearly, at) == datetime(2024, 1, 1, tzinfo=UTC)
     every_minute = trigger("* * * * *", "UTC")
     exact = datetime(2024, 5, 5, 5, 5, tzinfo=UTC)
-    assert previous_fire_time(every_minute, exact) == exact
+    assert previous_fire_time(every_minute, exact) == exact - timedelta(minutes=1)  # strictly
+    assert previous_fire_time(every_minute, exact + timedelta(microseconds=1)) == exact
     never = trigger("0 0 30 2 *", "UTC")  # February 30th
     assert previous_fire_time(never, at) is None
 
 
-def row(last_start: datetime | None, grace: int = 600) -> dict[str, Any]:
+def test_previous_fire_time_walks_through_the_repeated_autumn_hour() -> None:
+    """On 27 October 2024 Paris lives 02:00–03:00 twice; stepping in wall-clock time lost
+    the fold and the walk never ended (the check hung)."""
+    paris = trigger("* * * * *", "Europe/Paris")
+
+    def before(at: datetime) -> datetime | None:
+        fire = previous_fire_time(paris, at)
+        # in UTC: == across zones is False for a wall time that occurs twice (PEP 495)
+        return None if fire is None else fire.astimezone(UTC)
+
+    first = datetime(2024, 10, 27, 0, 10, 30, tzinfo=UTC)  # 02:10:30 CEST
+    second = datetime(2024, 10, 27, 1, 10, 30, tzinfo=UTC)  # 02:10:30 CET
+    assert before(first) == datetime(2024, 10, 27, 0, 10, tzinfo=UTC)
+    assert before(second) == datetime(2024, 10, 27, 1, 10, tzinfo=UTC)
+    spring = datetime(2024, 3, 31, 1, 0, 30, tzinfo=UTC)  # 03:00:30 CEST; 02:xx never was
+    assert before(spring) == datetime(2024, 3, 31, 1, 0, tzinfo=UTC)
+    zoned = previous_fire_time(paris, spring)  # 03:00 CEST, a zoned `at` as in the allowance
+    assert zoned is not None and before(zoned) == datetime(2024, 3, 31, 0, 59, tzinfo=UTC)
+
+
+def row(
+    last_start: datetime | None, grace: int = 600, schedule: str = "0 6 * * *"
+) -> dict[str, Any]:
     return {
         "id": 1,
         "pipeline_name": "p",
         "created_at": datetime(2024, 1, 1, tzinfo=UTC),
         "last_start": last_start,
-        "schedule": "0 6 * * *",
+        "schedule": schedule,
         "schedule_timezone": None,
         "schedule_grace_seconds": grace,
     }
 
 
 SIX = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
+MICRO = timedelta(microseconds=1)
 
 
-def test_the_grace_and_an_early_start_decide_a_miss() -> None:
+def test_a_run_is_missed_only_once_its_grace_has_passed_strictly() -> None:
     grace = timedelta(seconds=600)
-    # At exactly expected + grace the run is due: missed with no start since.
-    missed = judge(row(SIX - timedelta(days=1)), SIX + grace)
+    yesterday = row(SIX - timedelta(days=1))
+    # At exactly expected + grace the run is not due yet: the run judged is the previous
+    # day's, which did start.
+    assert judge(yesterday, SIX + grace) is None
+    # A microsecond later it has passed by more than the grace: missed with no start since.
+    missed = judge(yesterday, SIX + grace + MICRO)
     assert missed is not None and missed.expected_at == SIX
-    # A microsecond earlier, the run judged is the previous day's, which did start.
-    assert judge(row(SIX - timedelta(days=1)), SIX + grace - timedelta(microseconds=1)) is None
-    # Starting a little early (clock skew) counts; far earlier does not.
-    assert judge(row(SIX - timedelta(seconds=30)), SIX + grace) is None
-    assert judge(row(SIX - timedelta(minutes=5)), SIX + grace) is not None
-    assert judge(row(SIX + timedelta(minutes=3)), SIX + grace) is None
+    without_grace = row(SIX - timedelta(days=1), grace=0)
+    assert judge(without_grace, SIX) is None
+    assert judge(without_grace, SIX + MICRO) is not None
+
+
+def test_a_start_a_little_early_counts_for_the_run() -> None:
+    due = SIX + timedelta(seconds=600) + MICRO
+    assert judge(row(SIX - timedelta(seconds=30)), due) is None  # clock skew
+    assert judge(row(SIX - timedelta(seconds=60)), due) is None
+    assert judge(row(SIX - timedelta(seconds=61)), due) is not None
+    assert judge(row(SIX - timedelta(minutes=5)), due) is not None
+    assert judge(row(SIX + timedelta(minutes=3)), due) is None
+
+
+def test_an_early_start_counts_for_at_most_half_the_gap_since_the_previous_run() -> None:
+    """An every-minute cron's start at 10:00 belongs to the 10:00 run, not also to 10:01."""
+    ten_one = datetime(2024, 3, 10, 10, 1, tzinfo=UTC)
+    due = ten_one + MICRO
+
+    def every_minute(start: datetime) -> dict[str, Any]:
+        return row(start, grace=0, schedule="* * * * *")
+
+    missed = judge(every_minute(ten_one - timedelta(minutes=1)), due)
+    assert missed is not None and missed.expected_at == ten_one
+    assert judge(every_minute(ten_one - timedelta(seconds=30)), due) is None
+    assert judge(every_minute(ten_one - timedelta(seconds=30) - MICRO), due) is not None
+    # Five minutes apart, the full 60 s still applies.
+    ten_five = datetime(2024, 3, 10, 10, 5, tzinfo=UTC)
+
+    def every_five(start: datetime) -> dict[str, Any]:
+        return row(start, grace=0, schedule="*/5 * * * *")
+
+    assert judge(every_five(ten_five - timedelta(seconds=60)), ten_five + MICRO) is None
+    assert judge(every_five(ten_five - timedelta(seconds=61)), ten_five + MICRO) is not None
+    # Uneven gaps: :01 comes a minute after :00, :00 fifty-nine minutes after :01.
+    uneven = "0,1 * * * *"
+    at_one = row(ten_one - timedelta(seconds=31), grace=0, schedule=uneven)
+    assert judge(at_one, ten_one + MICRO) is not None
+    ten = datetime(2024, 3, 10, 10, 0, tzinfo=UTC)
+    at_ten = row(ten - timedelta(seconds=59), grace=0, schedule=uneven)
+    assert judge(at_ten, ten + MICRO) is None
 
 
 def test_runs_expected_before_the_pipeline_existed_are_not_missed() -> None:

@@ -7,12 +7,14 @@ invisible to it. Here a pipeline (or its type) may carry a cron `schedule` with 
 pipeline, with one frozen `now`:
 
 1. expected_at = the latest fire time of the cron (in its time zone, so DST is the cron's
-   business) that is ≤ now − grace. Only that one expected run is judged: after an outage
-   Watcher reports the latest missed run, not every one it slept through. The search looks
-   back at most `HORIZON` (a yearly cron still has a fire time inside it).
+   business) that is < now − grace: a run is due once its time has passed by *more* than the
+   grace. Only that one expected run is judged: after an outage Watcher reports the latest
+   missed run, not every one it slept through. The search looks back at most `HORIZON` (a
+   yearly cron still has a fire time inside it).
 2. It was missed when no execution of the pipeline — running, succeeded or failed, since a
-   failure is another alert — started at or after expected_at − `EARLY_START_TOLERANCE`
-   (a job launched a few seconds early by a skewed clock counts as on time).
+   failure is another alert — started at or after expected_at − the early-start allowance:
+   `EARLY_START_TOLERANCE`, but at most half the gap since the cron's previous fire time
+   (see `early_start_allowance`).
 3. Expected times before the pipeline was created are never findings.
 4. Each (pipeline, expected_at) is logged once in `missed_run_log` (unique constraint).
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -41,6 +43,7 @@ log = logging.getLogger("watcher.missed_runs")
 router = Router("checks")
 
 HORIZON = timedelta(days=400)
+# A job launched a few seconds early by a skewed clock counts as on time.
 EARLY_START_TOLERANCE = timedelta(seconds=60)
 
 
@@ -56,33 +59,54 @@ class Missed:
     used_child_config: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ExpectedRun:
+    at: datetime  # the fire time, in the schedule's time zone
+    earliest_start: datetime  # a start at or after this counts for the run
+
+
 @lru_cache(maxsize=1024)
 def trigger(cron: str, timezone: str) -> CronTrigger:
     return CronTrigger.from_crontab(cron, timezone=timezone)
 
 
 def previous_fire_time(cron: CronTrigger, at: datetime) -> datetime | None:
-    """The latest fire time ≤ `at` within `HORIZON`, or None.
+    """The latest fire time strictly before `at` within `HORIZON`, or None.
 
     APScheduler 3 only computes forward, so widen a window back from `at` (1 minute, 2, 4, …)
-    until it holds a fire time, then walk forward through that window to the last one.
+    until it holds a fire time, then walk forward through that window to the last one. All
+    steps are taken in UTC: wall-clock arithmetic on a zoned fire time lands in DST gaps and
+    loses the fold, and in the repeated autumn hour the walk then never ended.
     """
+    at = at.astimezone(UTC)
     window = timedelta(minutes=1)
     while True:
-        start = at - min(window, HORIZON)
-        fire = cron.get_next_fire_time(None, start)
+        fire = cron.get_next_fire_time(None, at - min(window, HORIZON))
         if fire is None:  # a cron that never fires (e.g. February 30th)
             return None
-        if fire <= at:
+        if fire < at:
             break
         if window >= HORIZON:
             return None
         window *= 2
     while True:
-        following = cron.get_next_fire_time(None, fire + timedelta(seconds=1))
-        if following is None or following > at:
+        following = cron.get_next_fire_time(None, fire.astimezone(UTC) + timedelta(seconds=1))
+        if following is None or following >= at:
             return fire
         fire = following
+
+
+def early_start_allowance(cron: CronTrigger, fire: datetime) -> timedelta:
+    """How early a start may be and still count for the run at `fire`.
+
+    `EARLY_START_TOLERANCE`, capped at half the gap since the previous fire time: a start
+    nearer the previous run is that run's. Without the cap an every-minute cron's 10:00 start
+    (60 s before 10:01) also counted for 10:01, so a missed 10:01 was never seen.
+    """
+    previous = previous_fire_time(cron, fire)
+    if previous is None:
+        return EARLY_START_TOLERANCE
+    return min(EARLY_START_TOLERANCE, (fire.astimezone(UTC) - previous.astimezone(UTC)) / 2)
 
 
 def judge(row: dict[str, Any], now: datetime) -> Missed | None:
@@ -91,15 +115,15 @@ def judge(row: dict[str, Any], now: datetime) -> Missed | None:
     if schedule is None:
         return None
     expected = _expected(schedule, now)
-    if expected is None or expected < row["created_at"]:
+    if expected is None or expected.at < row["created_at"]:
         return None
     last_start: datetime | None = row["last_start"]
-    if last_start is not None and last_start >= expected - EARLY_START_TOLERANCE:
+    if last_start is not None and last_start >= expected.earliest_start:
         return None
     return Missed(
         pipeline_id=row["id"],
         pipeline_name=row["pipeline_name"],
-        expected_at=expected,
+        expected_at=expected.at,
         last_start=last_start,
         schedule=schedule.cron,
         schedule_timezone=schedule.timezone,
@@ -108,9 +132,9 @@ def judge(row: dict[str, Any], now: datetime) -> Missed | None:
     )
 
 
-def _expected(schedule: Schedule, now: datetime) -> datetime | None:
+def _expected(schedule: Schedule, now: datetime) -> ExpectedRun | None:
     try:
-        return expected_at(
+        return expected_run(
             schedule.cron, schedule.timezone, now - timedelta(seconds=schedule.grace_seconds)
         )
     except (ValueError, LookupError):
@@ -119,11 +143,17 @@ def _expected(schedule: Schedule, now: datetime) -> datetime | None:
 
 
 @lru_cache(maxsize=1024)
-def expected_at(cron: str, timezone: str, at: datetime) -> datetime | None:
-    """`previous_fire_time` of a (cron, zone) at `at`, remembered: within one run every
-    pipeline sharing a schedule and grace asks the same question, and walking the cron costs
-    ~0.2 ms (2 s for 10,000 pipelines). Pure, so a cached answer is never stale."""
-    return previous_fire_time(trigger(cron, timezone), at)
+def expected_run(cron: str, timezone: str, due_before: datetime) -> ExpectedRun | None:
+    """The run judged at `due_before` (= now − grace): the latest fire time before it, and
+    the earliest start that counts for it. Remembered: within one run every pipeline sharing
+    a schedule and grace asks the same question, and walking the cron costs ~0.2 ms (2 s for
+    10,000 pipelines). Pure, so a cached answer is never stale."""
+    cron_trigger = trigger(cron, timezone)
+    fire = previous_fire_time(cron_trigger, due_before)
+    if fire is None:
+        return None
+    earliest = fire.astimezone(UTC) - early_start_allowance(cron_trigger, fire)
+    return ExpectedRun(at=fire, earliest_start=earliest)
 
 
 CANDIDATES = text(f"""
