@@ -1,9 +1,9 @@
 """The database-bound limit: Watcher's own lifecycle statements replayed with raw asyncpg.
 
-The statements are taken from Watcher's modules and compiled with the same dialect
-SQLAlchemy uses (`postgresql+asyncpg`), so the SQL text is byte for byte what the service
-sends; each commits on its own (no BEGIN/COMMIT), as the service's ingestion routes do.
-No HTTP, no pydantic, no SQLAlchemy: what is left is PostgreSQL plus the driver. Connections
+The statements are Watcher's own `watcher.sql.Statement`s, so the SQL text and arguments
+are byte for byte what the service sends on its driver connections; each commits on its
+own (no BEGIN/COMMIT), as the service's ingestion routes do. No HTTP, no pydantic, no
+Starlette: what is left is PostgreSQL plus the driver. Connections
 come from an asyncpg pool as large as Watcher's (pool size + overflow), so both face the
 same number of database sessions. Runs in its own process; prints one JSON document.
 
@@ -23,30 +23,16 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.sql.elements import TextClause
 
 from benchmarks.loadgen import mark
 from benchmarks.stats import latency_summary
 from watcher import executions, pipelines
 from watcher.schema import ANOMALY_METRICS
+from watcher.sql import Statement
 
-
-class Statement:
-    """A Watcher statement compiled for asyncpg: SQL with $n and the parameter order."""
-
-    def __init__(self, clause: TextClause) -> None:
-        compiled = clause.compile(dialect=PGDialect_asyncpg())
-        self.sql = str(compiled)
-        self.names = list(compiled.positiontup or [])
-
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        return [params.get(name) for name in self.names]
-
-
-UPSERT = Statement(pipelines.upsert_statement(("next_watermark",)))
-START = Statement(executions.START_BY_ID)
-END = Statement(executions.END_SQL)
+UPSERT = pipelines.upsert_statement(("next_watermark",))
+START = executions.START_BY_ID
+END = executions.END_SQL
 
 
 async def one(pool: asyncpg.Pool, stmt: Statement, params: dict[str, Any]) -> Any:

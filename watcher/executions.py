@@ -9,17 +9,17 @@ from typing import Any
 from pydantic import Field, model_validator
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import autocommit, transaction
+from watcher.database import transaction
 from watcher.errors import Conflict, InvalidInput, NotFound
 from watcher.events import ExecutionEnded, ExecutionStarted
 from watcher.fields import Body, Count, Id, Metadata, Name, Timestamp, Watermark
 from watcher.routing import Reply, Router, path_id
 from watcher.services import services_of
+from watcher.sql import ConstraintViolated, Session, Statement, raw_autocommit, session
 
 router = Router("executions")
 
@@ -82,14 +82,19 @@ SELECT e.id, p.id AS pipeline_id, p.name AS pipeline, t.name AS pipeline_type
 FROM e JOIN p ON p.id = e.pipeline_id JOIN pipeline_type t ON t.id = p.pipeline_type_id
 """
 
-START_BY_ID = text(START_SQL.format(pipeline_filter="id = CAST(:pipeline_id AS bigint)"))
-START_BY_NAME = text(START_SQL.format(pipeline_filter="name = CAST(:pipeline_name AS text)"))
+START_BY_ID = Statement(text(START_SQL.format(pipeline_filter="id = CAST(:pipeline_id AS bigint)")))
+START_BY_NAME = Statement(
+    text(START_SQL.format(pipeline_filter="name = CAST(:pipeline_name AS text)"))
+)
+BY_RUN_ID = Statement(text("SELECT id, pipeline_id FROM pipeline_execution WHERE run_id = :r"))
+PIPELINE_NAME = Statement(text("SELECT name FROM pipeline WHERE id = :i"))
 
 
 async def start(
-    conn: AsyncConnection, body: StartExecution, now: datetime
+    conn: AsyncConnection | Session, body: StartExecution, now: datetime
 ) -> tuple[dict[str, Any], bool]:
     """Insert the execution and its closure rows. (row, created); a known run_id is not created."""
+    db = session(conn)
     start_date = body.start_date or now
     params = body.model_dump(
         include={
@@ -104,26 +109,21 @@ async def start(
     params |= {"start_date": start_date, "hour": start_date.hour, "day": start_date.date()}
     statement = START_BY_ID if body.pipeline_id is not None else START_BY_NAME
     try:
-        row = (await conn.execute(statement, params)).first()
-    except IntegrityError as error:
-        if "fk_pipeline_execution_parent_id" in str(error.orig):
+        row = await db.fetchrow(statement, params)
+    except ConstraintViolated as error:
+        if (error.constraint or "").startswith("fk_pipeline_execution_parent_id"):
             raise NotFound(
                 f"parent execution {body.parent_id} not found",
                 [{"loc": ["body", "parent_id"], "msg": "no such execution"}],
             ) from None
         raise
     if row is not None:
-        return crud.row_dict(row), True
+        return dict(row), True
     if body.run_id is not None:
-        existing = (
-            await conn.execute(
-                text("SELECT id, pipeline_id FROM pipeline_execution WHERE run_id = :r"),
-                {"r": body.run_id},
-            )
-        ).first()
+        existing = await db.fetchrow(BY_RUN_ID, {"r": body.run_id})
         if existing is not None:
-            await _check_same_pipeline(conn, body, existing.pipeline_id)
-            return {"id": existing.id, "pipeline_id": existing.pipeline_id}, False
+            await _check_same_pipeline(db, body, existing["pipeline_id"])
+            return {"id": existing["id"], "pipeline_id": existing["pipeline_id"]}, False
     key = body.pipeline_id if body.pipeline_id is not None else repr(body.pipeline_name)
     raise NotFound(
         f"pipeline {key} not found",
@@ -136,21 +136,18 @@ async def start(
     )
 
 
-async def _check_same_pipeline(
-    conn: AsyncConnection, body: StartExecution, pipeline_id: int
-) -> None:
+async def _check_same_pipeline(db: Session, body: StartExecution, pipeline_id: int) -> None:
     if body.pipeline_id is not None:
         same = body.pipeline_id == pipeline_id
     else:
-        name = (
-            await conn.execute(text("SELECT name FROM pipeline WHERE id = :i"), {"i": pipeline_id})
-        ).scalar()
-        same = name == body.pipeline_name
+        row = await db.fetchrow(PIPELINE_NAME, {"i": pipeline_id})
+        same = row is not None and row["name"] == body.pipeline_name
     if not same:
         raise Conflict("run_id already used by an execution of another pipeline")
 
 
-END_SQL = text("""
+END_SQL = Statement(
+    text("""
 WITH e AS (
     UPDATE pipeline_execution x SET
         end_date = CAST(:end_date AS timestamptz),
@@ -189,31 +186,35 @@ SELECT e.id, e.pipeline_id, e.duration_seconds, e.throughput,
 FROM e JOIN pipeline pl ON pl.id = e.pipeline_id
 JOIN pipeline_type t ON t.id = pl.pipeline_type_id
 """).bindparams(bindparam("execution_metadata", type_=JSONB(none_as_null=True)))
+)
+CURRENT = Statement(text("SELECT * FROM pipeline_execution WHERE id = :id"))
 
 _COMPARED = ("completed_successfully", "inserts", "updates", "soft_deletes", "total_rows")
 
 
-async def end(conn: AsyncConnection, body: EndExecution, now: datetime) -> dict[str, Any] | None:
+async def end(
+    conn: AsyncConnection | Session, body: EndExecution, now: datetime
+) -> dict[str, Any] | None:
     """End a running execution and, on success, advance the pipeline in the same statement.
 
     Returns the ended row, or None for an idempotent retry (already ended with these values).
     """
+    db = session(conn)
     end_date = body.end_date or now
     params = body.model_dump(exclude={"completed_successfully", "end_date"})
     params |= {"ok": body.completed_successfully, "end_date": end_date, "now": now}
-    row = (await conn.execute(END_SQL, params)).first()
+    row = await db.fetchrow(END_SQL, params)
     if row is not None:
-        return crud.row_dict(row)
-    current = (
-        await conn.execute(text("SELECT * FROM pipeline_execution WHERE id = :id"), {"id": body.id})
-    ).first()
+        return dict(row)
+    current = await db.fetchrow(CURRENT, {"id": body.id})
     if current is None:
         raise NotFound(
             f"execution {body.id} not found", [{"loc": ["body", "id"], "msg": "no such execution"}]
         )
-    if current.end_date is None:
+    if current["end_date"] is None:
         raise InvalidInput.field(
-            ["body", "end_date"], f"must be after the start_date {current.start_date.isoformat()}"
+            ["body", "end_date"],
+            f"must be after the start_date {current['start_date'].isoformat()}",
         )
     given = {
         k: getattr(body, k)
@@ -222,7 +223,7 @@ async def end(conn: AsyncConnection, body: EndExecution, now: datetime) -> dict[
     }
     if body.end_date is not None:
         given["end_date"] = body.end_date
-    differs = [k for k, v in given.items() if getattr(current, k) != v]
+    differs = [k for k, v in given.items() if current[k] != v]
     if differs:
         raise Conflict(f"execution {body.id} already ended with different {', '.join(differs)}")
     return None
@@ -232,8 +233,8 @@ async def end(conn: AsyncConnection, body: EndExecution, now: datetime) -> dict[
 async def start_execution(request: Request, body: StartExecution) -> Reply:
     """Start an execution (nested with parent_id); a repeated run_id returns the same id (200)."""
     services = services_of(request)
-    async with autocommit(services.engine) as conn:  # START_SQL: one statement
-        row, created = await start(conn, body, services.clock.now())
+    async with raw_autocommit(services.engine) as db:  # START_SQL: one statement
+        row, created = await start(db, body, services.clock.now())
     if created:
         services.events.emit(
             ExecutionStarted(
@@ -251,8 +252,8 @@ async def start_execution(request: Request, body: StartExecution) -> Reply:
 async def end_execution(request: Request, body: EndExecution) -> None:
     """End an execution; on success advance the watermark and last DML times (one transaction)."""
     services = services_of(request)
-    async with autocommit(services.engine) as conn:  # END_SQL: one statement
-        row = await end(conn, body, services.clock.now())
+    async with raw_autocommit(services.engine) as db:  # END_SQL: one statement
+        row = await end(db, body, services.clock.now())
     if row is not None:
         services.events.emit(ended_event(row, body, body.end_date or services.clock.now()))
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import autocommit, transaction
+from watcher.database import transaction
 from watcher.errors import NotFound
 from watcher.fields import Metadata, Name, RuleFields, Watermark
 from watcher.routing import Reply, Router, path_id
 from watcher.schema import ANOMALY_METRICS, pipeline, pipeline_type
 from watcher.services import services_of
+from watcher.sql import Session, Statement, raw_autocommit, session
 
 router = Router("pipelines")
 
@@ -83,36 +84,36 @@ def upsert_sql(columns: list[str]) -> str:
 
 
 @lru_cache(maxsize=256)
-def upsert_statement(columns: tuple[str, ...]) -> TextClause:
+def upsert_statement(columns: tuple[str, ...]) -> Statement:
     """The upsert for one set of given columns, built once (the hot path's SQL is a constant)."""
     statement = text(upsert_sql(list(columns)))
     if "pipeline_metadata" in columns:
         statement = statement.bindparams(bindparam("pipeline_metadata", type_=JSONB))
-    return statement
+    return Statement(statement)
+
+
+EXISTING = Statement(
+    text("SELECT id, active, load_lineage, watermark FROM pipeline WHERE name = :name")
+)
 
 
 async def create_or_get(
-    conn: AsyncConnection, body: PipelineCreate, now: Any, auto_rules: bool
+    conn: AsyncConnection | Session, body: PipelineCreate, now: Any, auto_rules: bool
 ) -> tuple[dict[str, Any], bool]:
+    db = session(conn)
     given = sorted(body.model_fields_set - {"name", "pipeline_type_name"})
     params = {c: getattr(body, c) for c in given}
     statement = upsert_statement(tuple(given))
     params |= {"name": body.name, "type_name": body.pipeline_type_name, "now": now}
     params["rule_metrics"] = list(ANOMALY_METRICS) if auto_rules else []
     for _ in range(2):  # a second try covers a type created concurrently by another request
-        row = (await conn.execute(statement, params)).first()
+        row = await db.fetchrow(statement, params)
         if row is not None:
-            result = crud.row_dict(row)
+            result = dict(row)
             return result, bool(result.pop("created"))
-        existing = (
-            await conn.execute(
-                select(
-                    pipeline.c.id, pipeline.c.active, pipeline.c.load_lineage, pipeline.c.watermark
-                ).where(pipeline.c.name == body.name)
-            )
-        ).first()
+        existing = await db.fetchrow(EXISTING, {"name": body.name})
         if existing is not None:
-            return crud.row_dict(existing), False
+            return dict(existing), False
     raise RuntimeError("pipeline create-or-get did not converge")
 
 
@@ -133,8 +134,8 @@ async def create_pipeline(request: Request, body: PipelineCreate) -> Reply:
     """Create a pipeline or get it by name, updating changed config; returns the watermark to start from."""
     services = services_of(request)
     auto = services.settings.auto_create_anomaly_detection_rules
-    async with autocommit(services.engine) as conn:  # one statement (see upsert_sql)
-        row, created = await create_or_get(conn, body, services.clock.now(), auto)
+    async with raw_autocommit(services.engine) as db:  # one statement (see upsert_sql)
+        row, created = await create_or_get(db, body, services.clock.now(), auto)
     return Reply(row, 201 if created else 200)
 
 
