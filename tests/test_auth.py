@@ -9,9 +9,11 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
@@ -144,6 +146,41 @@ def test_last_used_is_recorded_but_not_on_every_request(
         assert api.get("/pipeline", headers=bearer(token)).status_code == 200
     assert last_used() == first
     secured.clock.reset()
+
+
+class Ticks:
+    """A monotonic clock the test moves (the token cache's, instead of sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_scrape_with_a_cached_token_runs_no_database_statement(
+    api: httpx.Client, secured: LiveServer
+) -> None:
+    ticks = Ticks()
+    installed = secured.services.authorizer
+    secured.services.authorizer = auth.TokenAuthorizer(secured.services, monotonic=ticks)
+    _, token = make_token(secured, "read", name="prometheus")
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = secured.services.engine.sync_engine
+    try:
+        assert api.get("/metrics", headers=bearer(token)).status_code == 200  # looked up
+        event.listen(engine, "before_cursor_execute", record)
+        for _ in range(3):
+            ticks.now += auth.CACHE_SECONDS / 4
+            assert api.get("/metrics", headers=bearer(token)).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+        secured.services.authorizer = installed
+    assert statements == []
 
 
 def test_scopes() -> None:

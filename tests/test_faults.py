@@ -21,7 +21,7 @@ from pgserver._commands import pg_ctl
 
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
-from watcher import migrate
+from watcher import auth, migrate
 from watcher.client import WatcherClient
 from watcher.client._http import RetryPolicy
 from watcher.embedded import EmbeddedPostgres, start_embedded
@@ -124,6 +124,66 @@ def test_unresponsive_database_is_503_within_the_connect_timeout(fragile: Fragil
     with httpx.Client(base_url=fragile.live.url, timeout=30) as http:
         wait_healthy(http)
         assert http.get("/pipeline").status_code == 200
+
+
+class Ticks:
+    """A monotonic clock the test moves (the token cache's, instead of sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_known_token_still_scrapes_metrics_while_postgres_is_down(fragile: Fragile) -> None:
+    settings = settings_for(
+        auth_enabled=True,
+        retry_after_seconds=1,
+        db_pool_timeout_seconds=2,
+        db_connect_timeout_seconds=2,
+    )
+    secured = start_live_server(fragile.db.url, settings)
+    ticks = Ticks()
+    secured.services.authorizer = auth.TokenAuthorizer(secured.services, monotonic=ticks)
+
+    def new_token(name: str) -> tuple[int, str]:
+        now = secured.clock.now()
+        return secured.in_transaction(lambda c: auth.create_token(c, name, ["read"], now))
+
+    token_id, token = new_token("prometheus")
+    _, unseen = new_token("unseen")
+    try:
+        with httpx.Client(
+            base_url=secured.url, timeout=20, headers={"Authorization": f"Bearer {token}"}
+        ) as http:
+            assert http.get("/metrics").status_code == 200  # the grant is now known
+            stop_postgres(fragile.db)
+            try:
+                for _ in range(3):  # each past the cache: the lookup fails, the grant serves
+                    ticks.now += auth.CACHE_SECONDS + 1
+                    began = time.monotonic()
+                    r = http.get("/metrics")
+                    assert r.status_code == 200, r.text
+                    assert time.monotonic() - began < 5
+                # The grant lets the token in; routes that need the database still 503.
+                assert http.get("/pipeline").status_code == 503
+                # A token the database never vouched for is not let in blind.
+                r = http.get("/metrics", headers={"Authorization": f"Bearer {unseen}"})
+                assert r.status_code == 503
+                ticks.now += auth.STALE_SECONDS  # past the bound: 503 again
+                assert http.get("/metrics").status_code == 503
+            finally:
+                start_postgres(fragile.db)
+            wait_healthy(http)
+            assert http.get("/metrics").status_code == 200
+            # Once the database answers again, a revocation holds.
+            revoked_at = secured.clock.now()
+            assert secured.in_transaction(lambda c: auth.revoke_token(c, token_id, revoked_at))
+            ticks.now += auth.CACHE_SECONDS
+            assert http.get("/metrics").status_code == 401
+    finally:
+        secured.stop()
 
 
 class CountingTransport(httpx.HTTPTransport):

@@ -14,6 +14,12 @@ hash is compared with `hmac.compare_digest`, so timing reveals nothing about a t
 Lookups are cached in-process for `CACHE_SECONDS` (5 s): a revoked token stops working on
 every replica within 5 seconds. `last_used_at` is written at most once a minute per token
 and per replica, never on every request.
+
+While PostgreSQL is unavailable, a token the database vouched for within `STALE_SECONDS`
+(10 minutes) keeps its last known grant, so Prometheus can still scrape `/metrics` (served
+from memory) and `WatcherDown` does not fire for a database outage. The lookup is retried
+every `CACHE_SECONDS` meanwhile; the first answer once the database is back wins (a token
+revoked meanwhile then stops working). A token never seen, or seen too long ago, gets 503.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,7 +41,7 @@ from starlette.requests import Request
 
 from watcher.config import Settings
 from watcher.database import transaction
-from watcher.errors import Forbidden, Unauthorized
+from watcher.errors import Forbidden, Unauthorized, Unavailable
 from watcher.routing import Router, Scope
 from watcher.services import Services
 
@@ -46,6 +52,7 @@ router = Router("auth")  # no routes: tokens are managed with `watcher tokens`
 SCOPES = ("read", "ingest", "admin")
 TOKEN_PREFIX = "wt_"
 CACHE_SECONDS = 5.0
+STALE_SECONDS = 600.0
 LAST_USED_SECONDS = 60.0
 CACHE_MAX = 4096
 
@@ -84,7 +91,8 @@ class Grant:
 @dataclass(slots=True)
 class _Entry:
     grant: Grant | None
-    fetched: float
+    fetched: float  # when the database last answered for this token
+    checked: float  # when it was last asked (a lookup that failed with an outage counts)
 
 
 LOOKUP = text(
@@ -95,10 +103,14 @@ TOUCH = text("UPDATE api_token SET last_used_at = :now WHERE id = :id")
 
 
 class TokenAuthorizer:
-    """Checks `Authorization: Bearer …` against `api_token`, with a short-lived cache."""
+    """Checks `Authorization: Bearer …` against `api_token`, with a short-lived cache.
 
-    def __init__(self, services: Services) -> None:
+    `monotonic` is injectable so tests move time instead of sleeping.
+    """
+
+    def __init__(self, services: Services, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._services = services
+        self._monotonic = monotonic
         self._cache: dict[str, _Entry] = {}
         self._touched: dict[str, float] = {}
 
@@ -116,23 +128,38 @@ class TokenAuthorizer:
         request.scope["watcher.token"] = grant.name
 
     async def _grant(self, digest: str) -> Grant | None:
-        now = time.monotonic()
+        now = self._monotonic()
         entry = self._cache.get(digest)
-        if entry is not None and now - entry.fetched < CACHE_SECONDS:
-            grant = entry.grant
-        else:
-            grant = await self._lookup(digest)
-            if len(self._cache) >= CACHE_MAX:
-                # bounded: unknown tokens cannot grow memory without limit
-                self._cache.clear()
-                self._touched.clear()
-            self._cache[digest] = _Entry(grant, now)
-        if grant is not None and now - self._touched.get(digest, -LAST_USED_SECONDS) >= (
-            LAST_USED_SECONDS
-        ):
-            self._touched[digest] = now
+        if entry is None or now - entry.checked >= CACHE_SECONDS:
+            entry = await self._refresh(digest, entry, now)
+        grant = entry.grant
+        reachable = entry.fetched == entry.checked  # no use touching a database that is down
+        if grant is not None and reachable and self._touch_due(digest, now):
             await self._touch(grant.id)
         return grant
+
+    async def _refresh(self, digest: str, entry: _Entry | None, now: float) -> _Entry:
+        try:
+            grant = await self._lookup(digest)
+        except Unavailable:
+            if entry is None or now - entry.fetched >= STALE_SECONDS:
+                raise
+            if entry.fetched == entry.checked:
+                log.warning("database unavailable: serving a token's last known grant")
+            entry.checked = now  # ask again in CACHE_SECONDS, not on every request
+            return entry
+        if len(self._cache) >= CACHE_MAX:
+            # bounded: unknown tokens cannot grow memory without limit
+            self._cache.clear()
+            self._touched.clear()
+        entry = self._cache[digest] = _Entry(grant, now, now)
+        return entry
+
+    def _touch_due(self, digest: str, now: float) -> bool:
+        if now - self._touched.get(digest, -LAST_USED_SECONDS) < LAST_USED_SECONDS:
+            return False
+        self._touched[digest] = now
+        return True
 
     async def _lookup(self, digest: str) -> Grant | None:
         async with transaction(self._services.engine) as conn:
