@@ -4,9 +4,12 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
+import httpx
 import pytest
 
+from tests.check_helpers import make_pipeline, run
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from watcher.app import create_app
@@ -159,5 +162,84 @@ async def test_leadership_is_dropped_the_moment_the_lock_connection_dies(
                 break
             await asyncio.sleep(0.02)
         assert not scheduler.is_leader and changes == [True, False]
+    finally:
+        await scheduler.stop()
+
+
+async def test_every_job_is_scheduled_coalesced_and_never_overlapping(
+    postgres: EmbeddedPostgres,
+) -> None:
+    """A replica that slept through several ticks runs a job once, not once per missed tick,
+    and a slow run is never joined by the next one."""
+    settings = settings_for(
+        scheduler_enabled=True, leader_lock_id=0x5EEF, log_cleanup_retention_days=120
+    )
+    scheduler = create_app(settings, database_url=postgres.url).state.services.scheduler
+    await scheduler.start()
+    try:
+        assert scheduler._aps is not None
+        scheduled = {job.id: job for job in scheduler._aps.get_jobs()}
+        assert set(scheduled) == {*scheduler.jobs, "leadership"}
+        assert {*CHECK_JOBS, "log_cleanup", "metrics_snapshot"} <= set(scheduled)
+        for name, job in scheduled.items():
+            assert (name, job.coalesce, job.max_instances) == (name, True, 1)
+    finally:
+        await scheduler.stop()
+
+
+def test_the_scheduled_log_cleanup_deletes_history_older_than_the_retention(
+    client: httpx.Client, live: LiveServer, postgres: EmbeddedPostgres
+) -> None:
+    settings = settings_for(log_cleanup_retention_days=90, log_cleanup_batch_size=2)
+    services = create_app(settings, database_url=postgres.url, clock=live.clock).state.services
+    now = live.clock.now()
+    pid = make_pipeline(client, "p")
+    for days in (200, 120, 100, 95):
+        started = now - timedelta(days=days)
+        run(client, pid, started, started + timedelta(minutes=5))
+    kept = run(client, pid, now - timedelta(days=10), now - timedelta(days=10) + timedelta(hours=1))
+    for days in (120, 10):
+        live.sql(
+            "INSERT INTO freshness_pipeline_log (pipeline_id, last_dml_timestamp,"
+            " evaluation_timestamp, freshness_number, freshness_datepart, used_child_config,"
+            " created_at) VALUES (:p, :t, :t, 1, 'day', true, :t)",
+            p=pid,
+            t=now - timedelta(days=days),
+        )
+    try:
+        live.run(services.scheduler.jobs["log_cleanup"].func)  # on the engine's loop
+    finally:
+        live.run(services.engine.dispose)
+    executions = live.sql("SELECT id FROM pipeline_execution")
+    assert executions == [{"id": kept}]
+    logs = live.sql("SELECT created_at FROM freshness_pipeline_log")
+    assert [r["created_at"] for r in logs] == [now - timedelta(days=10)]
+
+
+async def test_the_lock_connection_asks_the_server_for_tcp_keepalives(
+    postgres: EmbeddedPostgres,
+) -> None:
+    """Over the embedded server's Unix socket PostgreSQL ignores these settings (SHOW reads
+    0), so read what the session was started with: its reset value, from the client."""
+    from watcher.clock import Clock
+    from watcher.events import Events
+    from watcher.scheduler import LOCK_CONNECTION_SETTINGS, Scheduler
+
+    scheduler = Scheduler(
+        postgres.url, lock_id=0x5EF0, check_seconds=60, clock=Clock(), events=Events()
+    )
+    await scheduler.start()
+    try:
+        assert scheduler._conn is not None
+        rows = await scheduler._conn.fetch(
+            "SELECT name, reset_val, source FROM pg_settings WHERE name = ANY($1::text[])",
+            list(LOCK_CONNECTION_SETTINGS),
+        )
+        assert {r["name"]: (r["reset_val"], r["source"]) for r in rows} == {
+            "tcp_keepalives_idle": ("30", "client"),
+            "tcp_keepalives_interval": ("10", "client"),
+            "tcp_keepalives_count": ("3", "client"),
+            "tcp_user_timeout": ("60000", "client"),
+        }
     finally:
         await scheduler.stop()

@@ -24,6 +24,18 @@ log = logging.getLogger("watcher.scheduler")
 
 JobFunc = Callable[[], Awaitable[object]]
 
+# The lock lasts as long as the server believes in its connection. On a network that drops
+# silently (no FIN, no RST) the server would keep that backend — and the lock, so no replica
+# could lead — until TCP gave up: hours for an idle connection. Keepalives make it notice in
+# about idle + interval × count (~1 min); tcp_user_timeout (ms) bounds the case keepalives
+# miss, a reply left unacknowledged. Both are ignored on a Unix socket (the embedded server).
+LOCK_CONNECTION_SETTINGS = {
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+
 
 @dataclass(frozen=True)
 class Job:
@@ -131,7 +143,9 @@ class Scheduler:
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = None
-                conn = await asyncpg.connect(self._dsn, timeout=5)
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=5, server_settings=LOCK_CONNECTION_SETTINGS
+                )
                 conn.add_termination_listener(self._on_lock_connection_lost)
                 self._conn = conn
                 await conn.execute("SET application_name = 'watcher-leader'")
