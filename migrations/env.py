@@ -1,18 +1,29 @@
-"""Alembic environment (async, asyncpg). The URL comes from `watcher.migrate` or Settings."""
+"""Alembic environment (async, asyncpg). The URL comes from `watcher.migrate` or Settings.
+
+Online runs hold the advisory lock `watcher.migrate.MIGRATION_LOCK_ID` for their whole run.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from alembic import context
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from watcher.database import async_url
+from watcher.migrate import LOCK_POLL_SECONDS, MIGRATION_LOCK_ID
 from watcher.schema import metadata
 
 config = context.config
 target_metadata = metadata
+log = logging.getLogger("watcher.migrate")
+
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 
 
 def _url() -> str:
@@ -50,12 +61,48 @@ def _run_sync(connection: Connection) -> None:
         context.run_migrations()
 
 
+async def _lock(connection: AsyncConnection) -> None:
+    """Take MIGRATION_LOCK_ID for this session, so replicas starting together on a fresh
+    database migrate one after the other (the later one then finds nothing to do).
+
+    Polled with pg_try_advisory_lock, each try in its own short transaction: a waiter blocked
+    in pg_advisory_lock would hold a snapshot, and CREATE INDEX CONCURRENTLY (0003) in the
+    migrating session waits for every older snapshot — a deadlock PostgreSQL breaks by
+    failing one of them.
+    """
+    waiting = False
+    while True:
+        taken = (await connection.execute(_TRY_LOCK, {"key": MIGRATION_LOCK_ID})).scalar()
+        await connection.commit()
+        if taken:
+            return
+        if not waiting:
+            log.info("another process is migrating this database; waiting for it")
+            waiting = True
+        await asyncio.sleep(LOCK_POLL_SECONDS)
+
+
+async def _unlock(connection: AsyncConnection) -> None:
+    try:
+        await connection.rollback()  # a failed migration's transaction, if any
+        await connection.execute(_UNLOCK, {"key": MIGRATION_LOCK_ID})
+        await connection.commit()
+    except sa_exc.DBAPIError:
+        pass  # the connection is gone, and the session's lock with it
+
+
 async def run_migrations_online() -> None:
     engine = create_async_engine(_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(_run_sync)
-        await connection.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await _lock(connection)
+            try:
+                await connection.run_sync(_run_sync)
+                await connection.commit()
+            finally:
+                await _unlock(connection)
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():
