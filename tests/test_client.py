@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from watcher.anomalies import Detector
 from watcher.client import (
     Address,
     AsyncWatcherClient,
@@ -266,3 +269,209 @@ async def test_the_async_client_tracks_runs_and_children(live: LiveServer) -> No
     assert [c["id"] for c in tree["children"]] == [child.execution_id]
     assert tree["completed_successfully"] is True
     assert len(executions(live)) == 3
+
+
+# --- anomaly rules, detection, checks, cleanup and OpenLineage through the client ----------
+
+
+def seed_history(live: LiveServer, pipeline_id: int, values: list[int], at: datetime) -> None:
+    """Successful, already evaluated executions one per day before `at`, at the same hour."""
+    for day, value in enumerate(values, start=1):
+        started = at - timedelta(days=day)
+        live.sql(
+            "INSERT INTO pipeline_execution (pipeline_id, start_date, end_date,"
+            " completed_successfully, duration_seconds, total_rows, hour_recorded,"
+            " date_recorded, anomaly_checked_at) VALUES (:p, :s, :e, true, 600, :v, :h, :d, :s)",
+            p=pipeline_id,
+            s=started,
+            e=started + timedelta(minutes=10),
+            v=value,
+            h=started.hour,
+            d=started.date(),
+        )
+
+
+def test_anomaly_rules_are_created_listed_by_pipeline_read_and_patched(
+    watcher: WatcherClient,
+) -> None:
+    orders = watcher.create_pipeline("orders", "extract")["id"]
+    refunds = watcher.create_pipeline("refunds", "extract")["id"]
+    rule = watcher.create_anomaly_rule(orders, "total_rows", z_threshold=1.5)
+    assert (rule["pipeline_id"], rule["metric_field"], rule["z_threshold"]) == (
+        orders,
+        "total_rows",
+        1.5,
+    )
+    assert watcher.create_anomaly_rule(orders, "total_rows")["id"] == rule["id"]  # create-or-get
+    other = watcher.create_anomaly_rule(refunds, "inserts", minimum_executions=10)
+    assert [r["id"] for r in watcher.list_anomaly_rules()] == [rule["id"], other["id"]]
+    assert [r["id"] for r in watcher.list_anomaly_rules(refunds)] == [other["id"]]
+    assert [r["id"] for r in watcher.list_anomaly_rules(limit=1, offset=1)] == [other["id"]]
+    assert watcher.get_anomaly_rule(other["id"])["minimum_executions"] == 10
+    patched = watcher.update_anomaly_rule(other["id"], active=False, lookback_days=7)
+    assert (patched["active"], patched["lookback_days"]) == (False, 7)
+    with pytest.raises(NotFound):
+        watcher.get_anomaly_rule(10**9)
+    with pytest.raises(ValidationError):
+        watcher.create_anomaly_rule(orders, "no_such_metric")
+
+
+def test_detect_anomalies_judges_the_latest_run_and_unflag_clears_its_flag(
+    watcher: WatcherClient, live: LiveServer
+) -> None:
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    pipeline = watcher.create_pipeline("orders", "extract")["id"]
+    seed_history(live, pipeline, [10, 20, 30, 40, 50, 60], at)
+    run = watcher.start_execution(pipeline, start_date=at)
+    watcher.end_execution(run["id"], end_date=at + timedelta(minutes=10), total_rows=500)
+    detector: Detector = live.services.state["anomaly_detector"]
+    live.run(detector.drain)  # no rule yet: the end is evaluated against nothing
+    rule = watcher.create_anomaly_rule(pipeline, "total_rows", minimum_executions=5)
+
+    detection = watcher.detect_anomalies(pipeline)
+    assert detection["pipeline_execution_id"] == run["id"]
+    assert (detection["new_results"], detection["anomalies"]) == (1, 1)
+    [result] = detection["results"]
+    assert (result["rule_id"], result["metric_field"], result["is_anomaly"]) == (
+        rule["id"],
+        "total_rows",
+        True,
+    )
+    assert result["baseline_count"] == 6 and result["historical_mean"] == pytest.approx(35)
+    assert watcher.get_execution(run["id"])["anomaly_flags"] == {"total_rows": True}
+
+    assert watcher.unflag_anomaly(run["id"], ["total_rows"], pipeline_id=pipeline) is None
+    assert watcher.get_execution(run["id"])["anomaly_flags"] == {}
+    with pytest.raises(NotFound):
+        watcher.unflag_anomaly(10**9, ["total_rows"])
+    with pytest.raises(NotFound):
+        watcher.detect_anomalies(10**9)
+
+
+def test_the_checks_report_their_findings(watcher: WatcherClient, live: LiveServer) -> None:
+    now = datetime.now(UTC)
+    slow = watcher.create_pipeline(
+        "slow", "extract", timeliness_number=5, timeliness_datepart="minute"
+    )
+    running = watcher.start_execution(slow["id"], start_date=now - timedelta(minutes=20))
+    stale = watcher.create_pipeline(
+        "stale", "extract", freshness_number=1, freshness_datepart="hour"
+    )
+    loaded = watcher.start_execution(stale["id"], start_date=now - timedelta(hours=3))
+    watcher.end_execution(loaded["id"], end_date=now - timedelta(hours=2), inserts=1)
+    watcher.create_pipeline("hourly", "extract", schedule="0 * * * *", schedule_grace_seconds=60)
+
+    timeliness = watcher.check_timeliness(lookback_minutes=60)
+    assert (timeliness["status"], timeliness["lookback_minutes"]) == ("completed", 60)
+    [overdue] = timeliness["findings"]
+    assert (overdue["pipeline_execution_id"], overdue["execution_status"]) == (
+        running["id"],
+        "running",
+    )
+    assert overdue["newly_logged"] is True and overdue["seconds_threshold"] == 300
+    assert watcher.check_timeliness()["new_findings"] == 0  # logged once
+
+    freshness = watcher.check_freshness()
+    [late] = freshness["findings"]
+    assert (late["pipeline_name"], late["threshold_seconds"]) == ("stale", 3600)
+    assert late["lag_seconds"] > 3600 and freshness["new_findings"] == 1
+
+    assert watcher.check_missed_runs()["findings"] == []  # nothing was due since it was created
+    live.clock.advance(timedelta(hours=2))
+    missed = watcher.check_missed_runs()
+    assert missed["pipelines_checked"] == 1
+    [miss] = missed["findings"]
+    assert (miss["pipeline_name"], miss["schedule"], miss["last_start"]) == (
+        "hourly",
+        "0 * * * *",
+        None,
+    )
+
+
+def test_cleanup_logs_counts_in_a_dry_run_then_deletes(
+    watcher: WatcherClient, live: LiveServer
+) -> None:
+    pipeline = watcher.create_pipeline("orders", "extract")["id"]
+    old = datetime.now(UTC) - timedelta(days=200)
+    stale = watcher.start_execution(pipeline, start_date=old)
+    watcher.end_execution(stale["id"], end_date=old + timedelta(minutes=1))
+    watcher.start_execution(pipeline)
+    dry = watcher.cleanup_logs(90, dry_run=True)
+    assert (dry["dry_run"], dry["would_delete"]["pipeline_execution"]) == (True, 1)
+    assert len(executions(live)) == 2
+    done = watcher.cleanup_logs(90, batch_size=1)
+    assert done["dry_run"] is False and done["deleted"] == dry["would_delete"]
+    assert len(executions(live)) == 1
+    with pytest.raises(ValidationError):
+        watcher.cleanup_logs(89)
+
+
+def lineage_event(event_type: str, run_id: str, seconds: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "eventType": event_type,
+        "eventTime": (datetime(2026, 3, 1, 2, tzinfo=UTC) + timedelta(seconds=seconds)).isoformat(),
+        "producer": "https://example.com/watcher-client-test",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run_id},
+        "job": {"namespace": "airflow", "name": "orders.load"},
+        **extra,
+    }
+
+
+def test_openlineage_events_go_one_at_a_time_or_in_a_batch(
+    watcher: WatcherClient, live: LiveServer
+) -> None:
+    run_id = str(uuid.uuid4())
+    started = watcher.send_lineage_event(lineage_event("START", run_id, 0))
+    assert (started["event_type"], started["status"]) == ("START", "recorded")
+    outputs = [
+        {
+            "namespace": "postgres://db:5432",
+            "name": "shop.public.orders",
+            "outputFacets": {"outputStatistics": {"rowCount": 12}},
+        }
+    ]
+    ended = watcher.send_lineage_event(lineage_event("COMPLETE", run_id, 60, outputs=outputs))
+    assert (ended["status"], ended["execution_id"]) == ("ended", started["execution_id"])
+    execution = watcher.get_execution(started["execution_id"])
+    assert (execution["completed_successfully"], execution["total_rows"]) == (True, 12)
+
+    other = str(uuid.uuid4())
+    good = watcher.send_lineage_batch(
+        [lineage_event("START", other, 0), lineage_event("FAIL", other, 5)]
+    )
+    assert (good["accepted"], good["rejected"]) == (2, 0)
+    partly = watcher.send_lineage_batch(  # answered 422, returned: the good event was stored
+        [lineage_event("START", str(uuid.uuid4()), 0), {"eventType": "START"}]
+    )
+    assert (partly["accepted"], partly["rejected"]) == (1, 1)
+    assert [r["status_code"] for r in partly["results"]] == [201, 422]
+    assert partly["results"][1]["errors"]
+    assert len(executions(live)) == 3
+    with pytest.raises(ValidationError):
+        watcher.send_lineage_batch([])  # the whole batch is refused: raised as usual
+    with pytest.raises(ValidationError):
+        watcher.send_lineage_event({"eventType": "START"})
+
+
+async def test_the_async_client_has_the_same_routes(live: LiveServer) -> None:
+    async with AsyncWatcherClient(live.url, env={}) as client:
+        pipeline = (await client.create_pipeline("orders", "extract"))["id"]
+        rule = await client.create_anomaly_rule(pipeline, "inserts")
+        assert [r["id"] for r in await client.list_anomaly_rules(pipeline)] == [rule["id"]]
+        assert (await client.check_missed_runs())["findings"] == []
+        assert (await client.check_freshness())["findings"] == []
+        assert (await client.check_timeliness(5))["lookback_minutes"] == 5
+        assert (await client.cleanup_logs(90, dry_run=True))["dry_run"] is True
+        run_id = str(uuid.uuid4())
+        result = await client.send_lineage_batch(
+            [lineage_event("START", run_id, 0), lineage_event("ABORT", run_id, 1)]
+        )
+        assert [r["status"] for r in result["results"]] == ["recorded", "ended"]
+        assert (await client.send_lineage_event(lineage_event("OTHER", run_id, 2)))[
+            "status"
+        ] == "ignored"
+        with pytest.raises(NotFound):
+            await client.detect_anomalies(pipeline)  # no successful execution yet
+        execution = await client.list_executions(pipeline_id=pipeline)
+        assert execution == []

@@ -14,18 +14,25 @@ from uuid import uuid4
 import httpx
 
 from watcher.client import _http
+from watcher.client._errors import ValidationError
 from watcher.client._models import (
     JSON,
     Address,
     AddressType,
     AnomalyRule,
     AnomalyRuleFields,
+    Cleanup,
     Created,
+    Detection,
     Execution,
     ExecutionFilter,
+    FreshnessCheck,
     Heartbeat,
+    LineageBatchResult,
     LineageCreated,
+    LineageEventResult,
     LineageGraph,
+    MissedRunsCheck,
     Pipeline,
     PipelineConfig,
     PipelineFields,
@@ -34,6 +41,7 @@ from watcher.client._models import (
     PipelineTypeFields,
     PipelineUpdate,
     StoredAddress,
+    TimelinessCheck,
     Watermark,
 )
 from watcher.client._run import Spec
@@ -95,7 +103,7 @@ class AsyncWatcherClient:
         method: str,
         path: str,
         *,
-        body: Mapping[str, Any] | None = None,
+        body: _http.Body | None = None,
         params: Mapping[str, Any] | None = None,
         retry: bool = True,
     ) -> Any:
@@ -120,7 +128,7 @@ class AsyncWatcherClient:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None,
+        body: _http.Body | None,
         params: Mapping[str, Any] | None,
     ) -> httpx.Response:
         content = None if body is None else _http.encode(body)
@@ -368,13 +376,17 @@ class AsyncWatcherClient:
         return cast(AnomalyRule, await self.request("POST", "/anomaly_detection_rule", body=body))
 
     async def list_anomaly_rules(
-        self, limit: int | None = None, offset: int | None = None
+        self,
+        pipeline_id: int | None = None,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
     ) -> list[AnomalyRule]:
+        """Rules by id, optionally only those of one pipeline."""
+        params = {"pipeline_id": pipeline_id, "limit": limit, "offset": offset}
         return cast(
             list[AnomalyRule],
-            await self.request(
-                "GET", "/anomaly_detection_rule", params={"limit": limit, "offset": offset}
-            ),
+            await self.request("GET", "/anomaly_detection_rule", params=params),
         )
 
     async def get_anomaly_rule(self, rule_id: int) -> AnomalyRule:
@@ -388,27 +400,61 @@ class AsyncWatcherClient:
             await self.request("PATCH", "/anomaly_detection_rule", body={"id": rule_id, **fields}),
         )
 
-    async def detect_anomalies(self, pipeline_id: int) -> Any:
-        return await self.request("POST", f"/anomaly_detection/detect/{pipeline_id}")
+    async def detect_anomalies(self, pipeline_id: int) -> Detection:
+        """Judge the pipeline's latest successful execution now, against every active rule."""
+        return cast(
+            Detection, await self.request("POST", f"/anomaly_detection/detect/{pipeline_id}")
+        )
 
-    async def unflag_anomaly(self, pipeline_execution_id: int, metric_fields: Sequence[str]) -> Any:
-        body = {"pipeline_execution_id": pipeline_execution_id, "metric_field": list(metric_fields)}
-        return await self.request("POST", "/unflag_anomaly", body=body)
+    async def unflag_anomaly(
+        self,
+        pipeline_execution_id: int,
+        metric_fields: Sequence[str],
+        *,
+        pipeline_id: int | None = None,
+    ) -> None:
+        """Clear an execution's anomaly flags for these metrics: it counts in baselines again."""
+        body = _http.compact(
+            pipeline_execution_id=pipeline_execution_id,
+            metric_field=list(metric_fields),
+            pipeline_id=pipeline_id,
+        )
+        await self.request("POST", "/unflag_anomaly", body=body)
 
     # -- checks and maintenance ------------------------------------------------------------
 
-    async def check_timeliness(self, lookback_minutes: int = 60) -> JSON:
-        return cast(
-            JSON,
-            await self.request("POST", "/timeliness", body={"lookback_minutes": lookback_minutes}),
-        )
+    async def check_timeliness(self, lookback_minutes: int = 60) -> TimelinessCheck:
+        body = {"lookback_minutes": lookback_minutes}
+        return cast(TimelinessCheck, await self.request("POST", "/timeliness", body=body))
 
-    async def check_freshness(self) -> JSON:
-        return cast(JSON, await self.request("POST", "/freshness", body={}))
+    async def check_freshness(self) -> FreshnessCheck:
+        return cast(FreshnessCheck, await self.request("POST", "/freshness", body={}))
 
-    async def cleanup_logs(self, retention_days: int, batch_size: int | None = None) -> JSON:
+    async def check_missed_runs(self) -> MissedRunsCheck:
+        return cast(MissedRunsCheck, await self.request("POST", "/missed_runs"))
+
+    async def cleanup_logs(
+        self, retention_days: int, batch_size: int | None = None, *, dry_run: bool = False
+    ) -> Cleanup:
+        """Delete history older than retention_days (≥ 90); dry_run counts without deleting."""
         body = _http.compact(retention_days=retention_days, batch_size=batch_size)
-        return cast(JSON, await self.request("POST", "/log_cleanup", body=body))
+        if dry_run:
+            body["dry_run"] = True
+        return cast(Cleanup, await self.request("POST", "/log_cleanup", body=body))
+
+    # -- OpenLineage -----------------------------------------------------------------------
+
+    async def send_lineage_event(self, event: Mapping[str, Any]) -> LineageEventResult:
+        """Ingest one OpenLineage RunEvent, JobEvent or DatasetEvent (a JSON object)."""
+        return cast(LineageEventResult, await self.request("POST", "/api/v1/lineage", body=event))
+
+    async def send_lineage_batch(self, events: Sequence[Mapping[str, Any]]) -> LineageBatchResult:
+        """Ingest events one by one; rejected ones are reported (`rejected`), not raised."""
+        try:
+            result = await self.request("POST", "/api/v1/lineage/batch", body=list(events))
+        except ValidationError as error:
+            result = _http.partial_batch(error)
+        return cast(LineageBatchResult, result)
 
 
 def _key(id_or_name: int | str) -> dict[str, int | str]:

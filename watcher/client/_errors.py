@@ -4,7 +4,7 @@ WatcherError                  anything the client reports
  ├── WatcherUnavailable       no answer: connection refused, timeout, network error
  ├── InvalidResponse          an answer that is not the JSON the contract promises, a body
  │                            httpx cannot decode, a redirect loop (not retried)
- └── APIError                 an error status (.status_code, .detail, .errors)
+ └── APIError                 an error status (.status_code, .detail, .errors, .body)
       ├── BadRequest          400 / 413
       ├── ValidationError     422  a field is wrong (.errors carries loc and msg)
       ├── AuthenticationError 401  no or unknown token
@@ -52,6 +52,7 @@ class APIError(WatcherError):
         self.detail = detail
         self.errors = errors or []
         self.retry_after = retry_after
+        self.body: Any = None  # the decoded JSON of the answer, when it was JSON
 
 
 class BadRequest(APIError):

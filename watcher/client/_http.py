@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -16,12 +16,16 @@ from typing import Any
 import httpx
 
 from watcher.client._errors import (
+    APIError,
     InvalidResponse,
     WatcherError,
     WatcherUnavailable,
     error_for_status,
 )
 from watcher.client._models import Watermark
+
+# A JSON object, or an array of them (the OpenLineage batch).
+Body = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # A short connect timeout: an unreachable Watcher should cost a pipeline seconds, not minutes.
@@ -129,7 +133,17 @@ def response_error(response: httpx.Response) -> WatcherError:
         detail = str(body.get("detail", detail))
         errors = body.get("errors") if isinstance(body.get("errors"), list) else None
     retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
-    return error_for_status(response.status_code, detail, errors, retry_after)
+    error = error_for_status(response.status_code, detail, errors, retry_after)
+    error.body = body
+    return error
+
+
+def partial_batch(error: APIError) -> Any:
+    """An OpenLineage batch with rejected events is answered 422 with a result per event:
+    that is an answer (the other events were stored), returned rather than raised."""
+    if isinstance(error.body, dict) and isinstance(error.body.get("results"), list):
+        return error.body
+    raise error
 
 
 def decode(response: httpx.Response) -> Any:
@@ -141,7 +155,7 @@ def decode(response: httpx.Response) -> Any:
         raise InvalidResponse(f"{response.status_code}: body is not JSON") from exc
 
 
-def encode(body: Mapping[str, Any]) -> bytes:
+def encode(body: Body) -> bytes:
     return json.dumps(body, default=_jsonable, separators=(",", ":")).encode()
 
 

@@ -191,3 +191,130 @@ class AnomalyRule(TypedDict, total=False):
     lookback_days: int
     minimum_executions: int
     active: bool
+
+
+class AnomalyResult(TypedDict, total=False):
+    """One rule's verdict on one execution (`anomaly_detection_result`)."""
+
+    id: int
+    pipeline_execution_id: int
+    rule_id: int
+    metric_field: str
+    violation_value: float
+    z_score: float
+    historical_mean: float
+    std_deviation_value: float
+    z_threshold: float
+    threshold_min_value: float
+    threshold_max_value: float
+    baseline_count: int
+    is_anomaly: bool
+    context: JSON | None
+    detected_at: str
+
+
+class Detection(TypedDict, total=False):
+    """`POST /anomaly_detection/detect/{pipeline_id}`: the latest successful execution judged."""
+
+    pipeline_id: int
+    pipeline_execution_id: int
+    new_results: int
+    anomalies: int
+    results: list[AnomalyResult]
+
+
+class _Check(TypedDict, total=False):
+    status: str
+    evaluated_at: str
+    new_findings: int
+
+
+class OverdueExecution(TypedDict, total=False):
+    pipeline_execution_id: int
+    pipeline_id: int
+    pipeline_name: str
+    start_date: str
+    execution_status: str  # running | completed
+    duration_seconds: float
+    seconds_threshold: float
+    timely_number: int
+    timely_datepart: str
+    used_child_config: bool
+    newly_logged: bool
+
+
+class TimelinessCheck(_Check, total=False):
+    lookback_minutes: int
+    executions_checked: int
+    findings: list[OverdueExecution]
+
+
+class StalePipeline(TypedDict, total=False):
+    pipeline_id: int
+    pipeline_name: str
+    last_dml_timestamp: str
+    deadline: str
+    lag_seconds: float
+    threshold_seconds: float
+    freshness_number: int
+    freshness_datepart: str
+    used_child_config: bool
+    newly_logged: bool
+
+
+class FreshnessCheck(_Check, total=False):
+    pipelines_checked: int
+    findings: list[StalePipeline]
+
+
+class MissedRun(TypedDict, total=False):
+    pipeline_id: int
+    pipeline_name: str
+    expected_at: str
+    last_start: str | None
+    schedule: str
+    schedule_timezone: str
+    grace_seconds: int
+    used_child_config: bool
+    newly_logged: bool
+
+
+class MissedRunsCheck(_Check, total=False):
+    pipelines_checked: int
+    findings: list[MissedRun]
+
+
+class Cleanup(TypedDict, total=False):
+    """`POST /log_cleanup`: rows deleted per table, or with dry_run the rows that would be."""
+
+    status: str  # completed | dry_run
+    dry_run: bool
+    retention_days: int
+    cutoff: str
+    deleted: dict[str, int]
+    would_delete: dict[str, int]
+
+
+class LineageEventResult(TypedDict, total=False):
+    """`POST /api/v1/lineage`: what one OpenLineage event was recorded as."""
+
+    event_type: str  # START, RUNNING, COMPLETE, FAIL, ABORT, OTHER, JOB or DATASET
+    status: str  # recorded | ended | ignored (a run that had already ended)
+    pipeline_id: int
+    execution_id: int  # run events
+    address_id: int  # dataset events
+
+
+class LineageBatchItem(LineageEventResult, total=False):
+    index: int
+    status_code: int  # 201, or the 4xx that event alone would have been answered with
+    detail: str
+    errors: list[JSON]
+
+
+class LineageBatchResult(TypedDict):
+    """`POST /api/v1/lineage/batch`: each event on its own; rejected ones carry the reason."""
+
+    accepted: int
+    rejected: int
+    results: list[LineageBatchItem]

@@ -14,18 +14,25 @@ from uuid import uuid4
 import httpx
 
 from watcher.client import _http
+from watcher.client._errors import ValidationError
 from watcher.client._models import (
     JSON,
     Address,
     AddressType,
     AnomalyRule,
     AnomalyRuleFields,
+    Cleanup,
     Created,
+    Detection,
     Execution,
     ExecutionFilter,
+    FreshnessCheck,
     Heartbeat,
+    LineageBatchResult,
     LineageCreated,
+    LineageEventResult,
     LineageGraph,
+    MissedRunsCheck,
     Pipeline,
     PipelineConfig,
     PipelineFields,
@@ -34,6 +41,7 @@ from watcher.client._models import (
     PipelineTypeFields,
     PipelineUpdate,
     StoredAddress,
+    TimelinessCheck,
     Watermark,
 )
 from watcher.client._run import Spec
@@ -95,7 +103,7 @@ class WatcherClient:
         method: str,
         path: str,
         *,
-        body: Mapping[str, Any] | None = None,
+        body: _http.Body | None = None,
         params: Mapping[str, Any] | None = None,
         retry: bool = True,
     ) -> Any:
@@ -120,7 +128,7 @@ class WatcherClient:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None,
+        body: _http.Body | None,
         params: Mapping[str, Any] | None,
     ) -> httpx.Response:
         content = None if body is None else _http.encode(body)
@@ -353,13 +361,17 @@ class WatcherClient:
         return cast(AnomalyRule, self.request("POST", "/anomaly_detection_rule", body=body))
 
     def list_anomaly_rules(
-        self, limit: int | None = None, offset: int | None = None
+        self,
+        pipeline_id: int | None = None,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
     ) -> list[AnomalyRule]:
+        """Rules by id, optionally only those of one pipeline."""
+        params = {"pipeline_id": pipeline_id, "limit": limit, "offset": offset}
         return cast(
             list[AnomalyRule],
-            self.request(
-                "GET", "/anomaly_detection_rule", params={"limit": limit, "offset": offset}
-            ),
+            self.request("GET", "/anomaly_detection_rule", params=params),
         )
 
     def get_anomaly_rule(self, rule_id: int) -> AnomalyRule:
@@ -371,26 +383,59 @@ class WatcherClient:
             self.request("PATCH", "/anomaly_detection_rule", body={"id": rule_id, **fields}),
         )
 
-    def detect_anomalies(self, pipeline_id: int) -> Any:
-        return self.request("POST", f"/anomaly_detection/detect/{pipeline_id}")
+    def detect_anomalies(self, pipeline_id: int) -> Detection:
+        """Judge the pipeline's latest successful execution now, against every active rule."""
+        return cast(Detection, self.request("POST", f"/anomaly_detection/detect/{pipeline_id}"))
 
-    def unflag_anomaly(self, pipeline_execution_id: int, metric_fields: Sequence[str]) -> Any:
-        body = {"pipeline_execution_id": pipeline_execution_id, "metric_field": list(metric_fields)}
-        return self.request("POST", "/unflag_anomaly", body=body)
+    def unflag_anomaly(
+        self,
+        pipeline_execution_id: int,
+        metric_fields: Sequence[str],
+        *,
+        pipeline_id: int | None = None,
+    ) -> None:
+        """Clear an execution's anomaly flags for these metrics: it counts in baselines again."""
+        body = _http.compact(
+            pipeline_execution_id=pipeline_execution_id,
+            metric_field=list(metric_fields),
+            pipeline_id=pipeline_id,
+        )
+        self.request("POST", "/unflag_anomaly", body=body)
 
     # -- checks and maintenance ------------------------------------------------------------
 
-    def check_timeliness(self, lookback_minutes: int = 60) -> JSON:
-        return cast(
-            JSON, self.request("POST", "/timeliness", body={"lookback_minutes": lookback_minutes})
-        )
+    def check_timeliness(self, lookback_minutes: int = 60) -> TimelinessCheck:
+        body = {"lookback_minutes": lookback_minutes}
+        return cast(TimelinessCheck, self.request("POST", "/timeliness", body=body))
 
-    def check_freshness(self) -> JSON:
-        return cast(JSON, self.request("POST", "/freshness", body={}))
+    def check_freshness(self) -> FreshnessCheck:
+        return cast(FreshnessCheck, self.request("POST", "/freshness", body={}))
 
-    def cleanup_logs(self, retention_days: int, batch_size: int | None = None) -> JSON:
+    def check_missed_runs(self) -> MissedRunsCheck:
+        return cast(MissedRunsCheck, self.request("POST", "/missed_runs"))
+
+    def cleanup_logs(
+        self, retention_days: int, batch_size: int | None = None, *, dry_run: bool = False
+    ) -> Cleanup:
+        """Delete history older than retention_days (≥ 90); dry_run counts without deleting."""
         body = _http.compact(retention_days=retention_days, batch_size=batch_size)
-        return cast(JSON, self.request("POST", "/log_cleanup", body=body))
+        if dry_run:
+            body["dry_run"] = True
+        return cast(Cleanup, self.request("POST", "/log_cleanup", body=body))
+
+    # -- OpenLineage -----------------------------------------------------------------------
+
+    def send_lineage_event(self, event: Mapping[str, Any]) -> LineageEventResult:
+        """Ingest one OpenLineage RunEvent, JobEvent or DatasetEvent (a JSON object)."""
+        return cast(LineageEventResult, self.request("POST", "/api/v1/lineage", body=event))
+
+    def send_lineage_batch(self, events: Sequence[Mapping[str, Any]]) -> LineageBatchResult:
+        """Ingest events one by one; rejected ones are reported (`rejected`), not raised."""
+        try:
+            result = self.request("POST", "/api/v1/lineage/batch", body=list(events))
+        except ValidationError as error:
+            result = _http.partial_batch(error)
+        return cast(LineageBatchResult, result)
 
 
 def _key(id_or_name: int | str) -> dict[str, int | str]:
