@@ -82,3 +82,18 @@ def test_serve_uses_embedded_postgres_and_keeps_data(tmp_path: Path) -> None:
         assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
     finally:
         stop(proc)
+
+
+def test_serve_freezes_start_up_objects_so_full_collections_stay_short() -> None:
+    import gc
+
+    from watcher.cli import settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_freeze_count() > 10_000  # the imported modules at least
+        assert gc.get_threshold()[0] == 20_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
