@@ -223,6 +223,7 @@ def test_a_failed_spark_job_keeps_its_error_and_drops_huge_facets(
 ) -> None:
     run_id = new_id()
     job = Job(namespace="spark_prod", name="daily_events.execute_insert_into_hadoop_fs_relation")
+    pipeline = f"{job.namespace}.{job.name}"
     engine = {
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
             version="3.5.1", name="spark", openlineageAdapterVersion="1.30.0"
@@ -241,7 +242,8 @@ def test_a_failed_spark_job_keeps_its_error_and_drops_huge_facets(
         )
     }
     before = live.services.registry.get_sample_value(
-        "watcher_executions_finished_total", {"pipeline_type": "spark_prod", "status": "failure"}
+        "watcher_executions_finished_total",
+        {"pipeline": pipeline, "pipeline_type": "spark_prod", "status": "failure"},
     )
     ol.emit(run_event(RunState.START, 0, run_id, job, facets=engine, **io))
     ol.emit(run_event(RunState.FAIL, 30, run_id, job, facets=failure, **io))
@@ -265,7 +267,8 @@ def test_a_failed_spark_job_keeps_its_error_and_drops_huge_facets(
     # the failed run still records lineage; load_lineage stays true until a success
     assert len(live.sql("SELECT * FROM address_lineage")) == 1
     after = live.services.registry.get_sample_value(
-        "watcher_executions_finished_total", {"pipeline_type": "spark_prod", "status": "failure"}
+        "watcher_executions_finished_total",
+        {"pipeline": pipeline, "pipeline_type": "spark_prod", "status": "failure"},
     )
     assert (after or 0) - (before or 0) == 1
 
@@ -383,6 +386,165 @@ def test_very_long_names_keep_a_prefix_and_a_hash(live: LiveServer, ol: OpenLine
     assert len(pipeline) == 150 and pipeline.startswith("spark.app.execute")
     ol.emit(run_event(RunState.START, 0, new_id(), Job("spark", name)))
     assert len(live.sql("SELECT * FROM pipeline")) == 1
+
+
+def ancestors(live: LiveServer, run_id: str) -> list[tuple[str | None, int]]:
+    """The run's closure rows upward: (ancestor's run_id, depth), nearest first."""
+    found = live.sql(
+        "SELECT a.run_id, c.depth FROM pipeline_execution_closure c"
+        " JOIN pipeline_execution a ON a.id = c.ancestor_id"
+        " JOIN pipeline_execution d ON d.id = c.descendant_id"
+        " WHERE d.run_id = :r ORDER BY c.depth",
+        r=run_id,
+    )
+    return [(r["run_id"], r["depth"]) for r in found]
+
+
+def rooted(run_id: str, namespace: str, name: str, root_id: str, root_name: str) -> dict[str, Any]:
+    return {
+        "parent": parent_run.ParentRunFacet(
+            run=parent_run.Run(runId=run_id),
+            job=parent_run.Job(namespace=namespace, name=name),
+            root=parent_run.Root(
+                run=parent_run.RootRun(runId=root_id),
+                job=parent_run.RootJob(namespace=namespace, name=root_name),
+            ),
+        )
+    }
+
+
+def test_a_placeholder_parent_takes_its_own_parent_when_its_events_arrive_late(
+    live: LiveServer, ol: OpenLineageClient, client: httpx.Client
+) -> None:
+    # Airflow DAG run → dbt run → dbt model, the model's events first, each naming only its
+    # parent (no root facet): the dbt run is created as a placeholder without a parent.
+    dag, dbt, model = new_id(), new_id(), new_id()
+    dag_job, dbt_job = Job("airflow", "jaffle_dag"), Job("dbt", "dbt-run-jaffle_shop")
+    model_job = Job("dbt", "analytics.jaffle_shop.orders")
+    model_parent = parent(dbt, "dbt", "dbt-run-jaffle_shop")
+    ol.emit(run_event(RunState.START, 10, model, model_job, facets=model_parent))
+    assert execution(live, dbt)["parent_id"] is None
+    ol.emit(run_event(RunState.COMPLETE, 20, model, model_job, facets=model_parent))
+    dbt_parent = parent(dag, "airflow", "jaffle_dag")
+    ol.emit(run_event(RunState.START, 5, dbt, dbt_job, facets=dbt_parent))
+    ol.emit(run_event(RunState.COMPLETE, 30, dbt, dbt_job, facets=dbt_parent))
+    ol.emit(run_event(RunState.START, 0, dag, dag_job))
+    ol.emit(run_event(RunState.COMPLETE, 40, dag, dag_job))
+
+    assert execution(live, model)["parent_id"] == execution(live, dbt)["id"]
+    assert execution(live, dbt)["parent_id"] == execution(live, dag)["id"]
+    assert execution(live, dag)["parent_id"] is None
+    assert ancestors(live, model) == [(model, 0), (dbt, 1), (dag, 2)]
+    assert ancestors(live, dbt) == [(dbt, 0), (dag, 1)]
+    tree = client.get(f"/pipeline_execution/{execution(live, dag)['id']}").json()
+    assert [c["id"] for c in tree["children"]] == [execution(live, dbt)["id"]]
+    assert len(live.sql("SELECT * FROM pipeline_execution")) == 3
+
+
+def test_a_parent_inferred_from_a_root_facet_gives_way_to_the_runs_own_facet(
+    live: LiveServer, ol: OpenLineageClient
+) -> None:
+    # DAG run → task run → dbt run → model. The model names its parent (dbt run) and the root
+    # (DAG run), so the dbt run is first placed straight under the root; its own facet moves
+    # it, with the model below it, under the task run.
+    dag, task, dbt, model = new_id(), new_id(), new_id(), new_id()
+    facets = rooted(dbt, "prod", "dbt_run", dag, "dag")
+    ol.emit(run_event(RunState.START, 10, model, Job("prod", "model"), facets=facets))
+    assert execution(live, dbt)["parent_id"] == execution(live, dag)["id"]  # inferred
+    own = rooted(task, "prod", "dag.task", dag, "dag")
+    ol.emit(run_event(RunState.START, 5, dbt, Job("prod", "dbt_run"), facets=own))
+    assert execution(live, dbt)["parent_id"] == execution(live, task)["id"]
+    assert execution(live, task)["parent_id"] == execution(live, dag)["id"]
+    assert ancestors(live, model) == [(model, 0), (dbt, 1), (task, 2), (dag, 3)]
+    # Once placed by its own facet, a contradicting later facet does not move it again.
+    other = rooted(new_id(), "prod", "dag.other", dag, "dag")
+    ol.emit(run_event(RunState.COMPLETE, 30, dbt, Job("prod", "dbt_run"), facets=other))
+    assert execution(live, dbt)["parent_id"] == execution(live, task)["id"]
+    assert ancestors(live, model) == [(model, 0), (dbt, 1), (task, 2), (dag, 3)]
+
+
+def test_a_parent_facet_naming_a_descendant_is_refused(
+    live: LiveServer, ol: OpenLineageClient, client: httpx.Client
+) -> None:
+    top, child = new_id(), new_id()
+    ol.emit(
+        run_event(RunState.START, 0, child, Job("prod", "child"), facets=parent(top, "prod", "top"))
+    )
+    loop = valid(
+        run={"runId": top, "facets": _raw_facets(parent(child, "prod", "child"))},
+        job={"namespace": "prod", "name": "top"},
+    )
+    response = client.post("/api/v1/lineage", json=loop)
+    assert response.status_code == 422 and "descendant" in response.json()["detail"]
+    assert execution(live, top)["parent_id"] is None
+
+
+def test_abort_ends_the_run_as_failed(live: LiveServer, ol: OpenLineageClient) -> None:
+    run_id = new_id()
+    job = Job(namespace="spark_prod", name="cancelled.job")
+    ol.emit(run_event(RunState.START, 0, run_id, job))
+    ol.emit(run_event(RunState.ABORT, 15, run_id, job))
+    run = execution(live, run_id)
+    assert run["completed_successfully"] is False
+    assert run["end_date"] == T0 + timedelta(seconds=15) and run["duration_seconds"] == 15
+    assert run["execution_metadata"]["openlineage"]["last_event_type"] == "ABORT"
+    ol.emit(run_event(RunState.COMPLETE, 20, run_id, job))  # the first terminal event wins
+    assert execution(live, run_id)["completed_successfully"] is False
+
+
+def test_other_events_and_events_without_a_type_update_a_running_run(
+    live: LiveServer, ol: OpenLineageClient, client: httpx.Client
+) -> None:
+    run_id = new_id()
+    job = Job(namespace="default", name="typeless.task")
+    ol.emit(run_event(RunState.OTHER, 0, run_id, job, facets={"progress": {"pct": 0}}))
+    run = execution(live, run_id)
+    assert run["start_date"] == T0 and run["end_date"] is None  # a run starts on any event
+    assert run["execution_metadata"]["openlineage"]["last_event_type"] == "OTHER"
+    untyped = RunEvent(
+        eventTime=at(5),
+        run=Run(runId=run_id, facets={"progress": {"pct": 50}}),
+        job=job,
+        producer=PRODUCER,
+    )
+    assert "eventType" not in _raw(untyped)  # the client leaves it out altogether
+    ol.emit(untyped)
+    run = execution(live, run_id)
+    assert run["end_date"] is None and run["completed_successfully"] is None
+    assert run["execution_metadata"]["openlineage"]["facets"]["progress"] == {"pct": 50}
+    assert run["execution_metadata"]["openlineage"]["last_event_type"] == "OTHER"
+    ol.emit(run_event(RunState.COMPLETE, 9, run_id, job))
+    late = client.post("/api/v1/lineage", content=orjson.dumps(_raw(untyped)))
+    assert (late.status_code, late.json()["status"]) == (201, "ignored")
+    assert execution(live, run_id)["completed_successfully"] is True
+
+
+def test_a_row_count_sent_while_running_is_kept_for_the_end(
+    live: LiveServer, ol: OpenLineageClient
+) -> None:
+    run_id = new_id()
+    job = Job(namespace="spark_prod", name="counted.job")
+    orders = OutputDataset("s3://lake", "orders", outputFacets=rows(70))
+    items = OutputDataset("s3://lake", "items", outputFacets=rows(30))
+    ol.emit(run_event(RunState.START, 0, run_id, job))
+    ol.emit(run_event(RunState.RUNNING, 5, run_id, job, outputs=[orders, items]))
+    # The end lists the outputs again, one of them without statistics, one with a new count.
+    bare = OutputDataset("s3://lake", "orders")
+    recount = OutputDataset("s3://lake", "items", outputFacets=rows(35))
+    ol.emit(run_event(RunState.COMPLETE, 10, run_id, job, outputs=[bare, recount]))
+    run = execution(live, run_id)
+    assert run["total_rows"] == 70 + 35
+    assert run["execution_metadata"]["openlineage"]["row_counts"] == {
+        "s3://lake/orders": 70,
+        "s3://lake/items": 35,
+    }
+    assert run["throughput"] == pytest.approx(105 / 10)
+
+
+def _raw_facets(facets: dict[str, Any]) -> dict[str, Any]:
+    from openlineage.client.serde import Serde
+
+    return {k: orjson.loads(Serde.to_json(v)) for k, v in facets.items()}
 
 
 def _raw(event: RunEvent) -> dict[str, Any]:

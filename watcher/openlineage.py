@@ -10,13 +10,18 @@ Mapping (one transaction per event):
    `openlineage.start_inferred` in execution_metadata; a later START moves the start back.
 3. COMPLETE ends it as succeeded, FAIL and ABORT as failed; the first terminal event wins and
    later ones (duplicates, retries) are acknowledged and ignored. RUNNING/OTHER merge facets.
-4. the parent run facet → parent_id (the parent, and its root, created when unknown).
+4. the parent run facet → parent_id (the parent, and its root, created when unknown). A run
+   first seen as someone's parent has only an inferred parent (its child's root, or none);
+   its own parent facet, when its events arrive, moves it (and its subtree) under the real
+   parent. Once a run's own facet has named its parent, later facets do not move it again.
 5. inputs/outputs → addresses named by dataset URI (`postgres://host:5432/db.schema.table`,
    `s3://bucket/key`, `bigquery://project.dataset.table`), address type = namespace scheme;
    lineage edges = all inputs × all outputs seen in the run, replacing the pipeline's edges
    while its load_lineage is true (as POST /address_lineage does).
-6. outputStatistics.rowCount summed over outputs → total_rows; the errorMessage facet →
-   execution_metadata error_message / error_stack_trace.
+6. outputStatistics.rowCount summed over the run's outputs → total_rows: per dataset the
+   latest count seen in any of the run's events (kept in `openlineage.row_counts`), so a count
+   sent only while RUNNING is not lost; the errorMessage facet → execution_metadata
+   error_message / error_stack_trace.
 """
 
 from __future__ import annotations
@@ -332,7 +337,8 @@ async def ensure_pipeline(ctx: Ingest, job: JobRef, facets: dict[str, Any]) -> i
 
 
 FIND_RUN = text(
-    "SELECT id, pipeline_id, start_date, end_date FROM pipeline_execution WHERE run_id = :r"
+    "SELECT id, pipeline_id, parent_id, start_date, end_date, execution_metadata AS metadata"
+    " FROM pipeline_execution WHERE run_id = :r"
 )
 
 
@@ -380,6 +386,62 @@ async def ensure_parent(ctx: Ingest, event: RunEvent, start: datetime) -> int | 
     ):
         root_id = await ensure_ref(ctx, parent.root.run, parent.root.job, start, None)
     return await ensure_ref(ctx, parent.run, parent.job, start, root_id)
+
+
+# Re-parenting is rare (a placeholder meeting its own parent facet); serialising it on one
+# advisory lock keeps two moves in one branch of the tree from interleaving their closure edits.
+REPARENT_LOCK = 0x0E7E_A9E1
+IN_SUBTREE = text("""
+SELECT 1 FROM pipeline_execution_closure WHERE ancestor_id = :id AND descendant_id = :parent
+""")
+SET_PARENT = text("""
+UPDATE pipeline_execution SET parent_id = :parent
+WHERE id = :id AND parent_id IS NOT DISTINCT FROM CAST(:old AS bigint)
+""")
+# Closure rows from the old ancestors to the subtree go; rows within the subtree stay.
+DETACH = text("""
+DELETE FROM pipeline_execution_closure
+WHERE descendant_id IN (SELECT descendant_id FROM pipeline_execution_closure
+                        WHERE ancestor_id = :id)
+  AND ancestor_id NOT IN (SELECT descendant_id FROM pipeline_execution_closure
+                          WHERE ancestor_id = :id)
+""")
+ATTACH = text("""
+INSERT INTO pipeline_execution_closure (ancestor_id, descendant_id, depth)
+SELECT up.ancestor_id, sub.descendant_id, up.depth + sub.depth + 1
+FROM pipeline_execution_closure up, pipeline_execution_closure sub
+WHERE up.descendant_id = :parent AND sub.ancestor_id = :id
+""")
+
+
+async def reparent(ctx: Ingest, execution_id: int, old: int | None, parent_id: int) -> None:
+    """Move an execution and its subtree under `parent_id`, closure rows included."""
+    await ctx.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REPARENT_LOCK})
+    found = await ctx.conn.execute(IN_SUBTREE, {"id": execution_id, "parent": parent_id})
+    if found.first() is not None:
+        raise InvalidInput.field(
+            ["body", "run", "facets", "parent", "run", "runId"],
+            "the parent run is already recorded as a descendant of this run",
+        )
+    moved = await ctx.conn.execute(
+        SET_PARENT, {"id": execution_id, "old": old, "parent": parent_id}
+    )
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(f"execution {execution_id} was re-parented concurrently, retry")
+    await ctx.conn.execute(DETACH, {"id": execution_id})
+    await ctx.conn.execute(ATTACH, {"id": execution_id, "parent": parent_id})
+
+
+async def adopt_parent(ctx: Ingest, event: RunEvent, found: Any) -> None:
+    """The run's own parent facet replaces a parent that is missing or was only inferred."""
+    if event.run.facets.parent is None:
+        return
+    previous = (found.metadata or {}).get("openlineage", {})
+    if found.parent_id is not None and "parent" in previous.get("facets", {}):
+        return  # already placed by its own facet: the first one wins
+    parent_id = await ensure_parent(ctx, event, found.start_date)
+    if parent_id is not None and parent_id != found.parent_id:
+        await reparent(ctx, int(found.id), found.parent_id, parent_id)
 
 
 MOVE_START = text("""
@@ -447,14 +509,18 @@ def error_metadata(facets: RunFacets) -> dict[str, Any]:
     return found
 
 
-def total_rows(outputs: list[OutputDataset]) -> int | None:
-    counts = [
-        o.outputFacets.outputStatistics.rowCount
-        for o in outputs
-        if o.outputFacets.outputStatistics is not None
-        and o.outputFacets.outputStatistics.rowCount is not None
-    ]
-    return sum(counts) if counts else None
+def row_counts(stored: Any, outputs: list[OutputDataset]) -> dict[str, int]:
+    """outputStatistics.rowCount per output dataset over the run: the latest event's count for
+    a dataset wins, and a dataset counted only in an earlier (RUNNING) event keeps its count."""
+    counts: dict[str, int] = dict(stored) if isinstance(stored, dict) else {}
+    for output in outputs:
+        statistics = output.outputFacets.outputStatistics
+        if statistics is None or statistics.rowCount is None:
+            continue
+        uri = dataset_uri(output.namespace, output.name)
+        if uri in counts or len(counts) < MAX_DATASETS:
+            counts[uri] = statistics.rowCount
+    return counts
 
 
 async def ingest_run(ctx: Ingest, event: RunEvent) -> dict[str, Any]:
@@ -476,6 +542,7 @@ async def ingest_run(ctx: Ingest, event: RunEvent) -> dict[str, Any]:
                 [{"loc": ["body", "run", "runId"], "msg": "belongs to another job"}],
             )
         execution_id, ended = int(found.id), found.end_date is not None
+        await adopt_parent(ctx, event, found)
         moved = not terminal and await move_start(ctx, execution_id, event.eventTime)
     stored = (
         await ctx.conn.execute(
@@ -486,6 +553,7 @@ async def ingest_run(ctx: Ingest, event: RunEvent) -> dict[str, Any]:
     previous = stored.get("openlineage", {})
     run_inputs = run_datasets(previous.get("inputs"), event.inputs)
     run_outputs = run_datasets(previous.get("outputs"), event.outputs)
+    counts = row_counts(previous.get("row_counts"), [] if ended else event.outputs)
     facets = event.run.facets.model_dump(mode="json", exclude_none=True)
     patch: dict[str, Any] = {
         "openlineage": {
@@ -497,6 +565,8 @@ async def ingest_run(ctx: Ingest, event: RunEvent) -> dict[str, Any]:
             "outputs": run_outputs,
         }
     }
+    if counts:
+        patch["openlineage"]["row_counts"] = counts
     if found is None or (kind == "START" and (moved or not ended)):
         patch["openlineage"]["start_inferred"] = inferred
     if not ended:
@@ -513,7 +583,7 @@ async def ingest_run(ctx: Ingest, event: RunEvent) -> dict[str, Any]:
         await record_dataset_facets(ctx, [*event.inputs, *event.outputs])
     status = "ignored" if ended else "ended" if terminal else "recorded"
     if terminal and not ended:
-        await end_run(ctx, execution_id, event, kind)
+        await end_run(ctx, execution_id, event, kind, sum(counts.values()) if counts else None)
     return {
         "event_type": kind,
         "pipeline_id": pipeline_id,
@@ -542,12 +612,14 @@ async def record_dataset_facets(ctx: Ingest, datasets: list[Any]) -> None:
         )
 
 
-async def end_run(ctx: Ingest, execution_id: int, event: RunEvent, kind: str) -> None:
+async def end_run(
+    ctx: Ingest, execution_id: int, event: RunEvent, kind: str, total_rows: int | None
+) -> None:
     body = executions.EndExecution(
         id=execution_id,
         end_date=event.eventTime,
         completed_successfully=kind == "COMPLETE",
-        total_rows=total_rows(event.outputs),
+        total_rows=total_rows,
     )
     row = await executions.end(ctx.conn, body, ctx.now)
     if row is not None:
