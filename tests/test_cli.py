@@ -95,35 +95,68 @@ def test_executions_list_filters_by_pipeline_status_and_since(
     assert "orders_load" in out and "failed" in out
 
 
-def test_lineage_shows_upstream_and_downstream_by_distance(
+def declare(client: httpx.Client, name: str, sources: list[str], targets: list[str]) -> None:
+    body = {
+        "pipeline_id": make_pipeline(client, name)["id"],
+        "source_addresses": [address(n) for n in sources],
+        "target_addresses": [address(n) for n in targets],
+    }
+    assert client.post("/address_lineage", json=body).status_code == 200
+
+
+def test_lineage_prints_upstream_and_downstream_trees_of_direct_edges(
     capsys: pytest.CaptureFixture[str], live: LiveServer, client: httpx.Client
 ) -> None:
-    first = make_pipeline(client, "stage")["id"]
-    second = make_pipeline(client, "mart")["id"]
-    for pipeline, sources, targets in (
-        (first, ["raw.public.orders"], ["stage.public.orders"]),
-        (second, ["stage.public.orders"], ["mart.public.orders"]),
-    ):
-        body = {
-            "pipeline_id": pipeline,
-            "source_addresses": [address(n) for n in sources],
-            "target_addresses": [address(n) for n in targets],
-        }
-        assert client.post("/address_lineage", json=body).status_code == 200
+    # raw → stage → mart, and raw → side → mart: a diamond below raw.
+    declare(client, "stage", ["raw.public.orders"], ["stage.public.orders"])
+    declare(client, "side", ["raw.public.orders"], ["side.public.orders"])
+    declare(client, "mart", ["stage.public.orders", "side.public.orders"], ["mart.public.orders"])
     code, out, _ = watcher(capsys, live, "lineage", "stage.public.orders")
     assert code == 0
+    assert [line.split("  [")[0] for line in out.splitlines()] == [
+        out.splitlines()[0],
+        "upstream (what it is built from): 1",
+        "  └── ← raw.public.orders",
+        "downstream (what is built from it): 1",
+        "  └── → mart.public.orders",
+    ]
     assert out.splitlines()[0].startswith("stage.public.orders (#")
-    assert "← raw.public.orders" in out and "→ mart.public.orders" in out
+    assert "[postgres, #" in out.splitlines()[2]
+
+    code, out, _ = watcher(capsys, live, "lineage", "raw.public.orders")
+    assert "upstream (what it is built from): none" in out
+    tree = out.splitlines()[out.splitlines().index("downstream (what is built from it): 3") + 1 :]
+    assert [line.split("  [")[0] for line in tree] == [
+        "  ├── → side.public.orders",
+        "  │   └── → mart.public.orders",
+        "  └── → stage.public.orders",
+        "      └── → mart.public.orders",
+    ]
+    assert tree[3].endswith("(shown above)")  # the diamond's second path is not expanded
+
     code, out, _ = watcher(capsys, live, "lineage", "raw.public.orders", "--json")
     down = json.loads(out)["downstream"]
     assert [(a["address_name"], a["depth"]) for a in down] == [
+        ("side.public.orders", 1),
         ("stage.public.orders", 1),
         ("mart.public.orders", 2),
     ]
     code, out, _ = watcher(capsys, live, "lineage", "raw.public.orders", "--depth", "1")
-    assert "mart.public.orders" not in out
+    assert "mart.public.orders" not in out and "→ stage.public.orders" in out
     code, _, err = watcher(capsys, live, "lineage", "no.such.table")
     assert code == 3 and "no address named" in err
+
+
+def test_lineage_marks_a_cycle_instead_of_following_it(
+    capsys: pytest.CaptureFixture[str], live: LiveServer, client: httpx.Client
+) -> None:
+    declare(client, "forth", ["a.public.t"], ["b.public.t"])
+    declare(client, "back", ["b.public.t"], ["a.public.t"])
+    code, out, _ = watcher(capsys, live, "lineage", "a.public.t")
+    assert code == 0
+    lines = [line.split("  [")[0] for line in out.splitlines()]
+    assert "  └── → b.public.t" in lines and "      └── → a.public.t" in lines
+    assert out.splitlines()[-1].endswith("(cycle)")
 
 
 def test_checks_exit_1_with_findings_and_0_without(

@@ -281,6 +281,59 @@ def cmd_executions_list(args: argparse.Namespace, api: Api) -> int:
     return EXIT_OK
 
 
+SIDES = (
+    ("upstream", "←", "what it is built from"),
+    ("downstream", "→", "what is built from it"),
+)
+
+
+class LineageTree:
+    """An address's lineage as trees of direct edges, one per side.
+
+    GET /address_lineage/{id} answers every address reachable, with its shortest distance,
+    but not the edges between them; with `?depth=1` it answers an address's direct
+    neighbours. The tree asks that once per address it shows (cached): diamonds show an
+    address under each of its parents, expanded the first time only; cycles stop.
+    """
+
+    def __init__(self, api: Api, depth: int | None) -> None:
+        self.api = api
+        self.depth = depth
+        self.near: dict[int, Row] = {}
+
+    def neighbours(self, address_id: int, side: str) -> list[Row]:
+        if address_id not in self.near:
+            path = f"/address_lineage/{address_id}"
+            self.near[address_id] = self.api.call("GET", path, params={"depth": 1})
+        return sorted(self.near[address_id][side], key=lambda r: r["address_name"])
+
+    def lines(self, root: int, side: str, arrow: str) -> list[str]:
+        out: list[str] = []
+        shown: set[int] = set()
+
+        def walk(node: int, prefix: str, path: tuple[int, ...]) -> None:
+            if self.depth is not None and len(path) > self.depth:
+                return
+            children = self.neighbours(node, side)
+            for i, row in enumerate(children):
+                last = i == len(children) - 1
+                child = row["address_id"]
+                label = f"{arrow} {row['address_name']}  [{row['address_type_name']}, #{child}]"
+                if child in path:
+                    note, expand = "  (cycle)", False
+                elif child in shown:
+                    note, expand = "  (shown above)", False
+                else:
+                    note, expand = "", True
+                out.append(f"{prefix}{'└── ' if last else '├── '}{label}{note}")
+                shown.add(child)
+                if expand:
+                    walk(child, prefix + ("    " if last else "│   "), (*path, child))
+
+        walk(root, "", (root,))
+        return out
+
+
 def cmd_lineage(args: argparse.Namespace, api: Api) -> int:
     found = resolve(api, "/address", args.address, "address")
     params = {"depth": args.depth} if args.depth else {}
@@ -288,16 +341,17 @@ def cmd_lineage(args: argparse.Namespace, api: Api) -> int:
     if args.json:
         emit_json(graph)
         return EXIT_OK
+    related = len(graph["upstream"]) + len(graph["downstream"])
+    if related > 20:
+        status(f"fetching the direct edges of {related} related addresses…")
+    tree = LineageTree(api, args.depth)
     print(f"{graph['address_name']} (#{graph['address_id']})")
-    for side, arrow in (("upstream", "←"), ("downstream", "→")):
-        related = graph[side]
-        print(f"{side}: {len(related) or 'none'}")
-        for row in related:
-            indent = "  " * row["depth"]
-            print(
-                f"{indent}{arrow} {row['address_name']}  "
-                f"[{row['address_type_name']}, depth {row['depth']}, #{row['address_id']}]"
-            )
+    for side, arrow, meaning in SIDES:
+        count = len(graph[side])
+        print(f"{side} ({meaning}): {count or 'none'}")
+        if count:
+            for line in tree.lines(graph["address_id"], side, arrow):
+                print(f"  {line}")
     return EXIT_OK
 
 
@@ -449,8 +503,11 @@ def _register(sub: Subparsers) -> None:
     lineage = sub.add_parser(
         "lineage",
         parents=[parent],
-        help="upstream and downstream of an address",
-        description="Show the addresses upstream and downstream of ADDRESS, by distance.",
+        help="upstream and downstream trees of an address",
+        description=(
+            "Show the addresses upstream and downstream of ADDRESS as trees of direct "
+            "lineage edges (an address reached twice is expanded once; cycles are marked)."
+        ),
     )
     lineage.add_argument("address", metavar="ADDRESS", help="address id or name")
     lineage.add_argument("--depth", type=positive, help="limit to this many hops")
