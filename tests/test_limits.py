@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from watcher.fields import MAX_BIGINT, MAX_INT, MAX_METADATA_BYTES, MAX_METADATA_DEPTH
+from watcher.fields import (
+    MAX_BIGINT,
+    MAX_BODY_DEPTH,
+    MAX_INT,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+)
 
 
 def create_pipeline(client: httpx.Client, name: str = "limits_p") -> int:
@@ -205,3 +211,100 @@ def test_explicit_nulls_are_not_500(client: httpx.Client, live: LiveServer) -> N
     assert patch.status_code == 200, patch.text
     row = live.sql("SELECT active, mute_timeliness_check, load_lineage FROM pipeline")[0]
     assert row == {"active": True, "mute_timeliness_check": False, "load_lineage": True}
+
+
+# Offsets that carry a moment past year 1 or year 9999 in UTC: Python has no such datetime.
+UTC_OVERFLOWS = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+
+
+@pytest.mark.parametrize("value", UTC_OVERFLOWS)
+def test_start_date_beyond_the_utc_range_is_422(client: httpx.Client, value: str) -> None:
+    r = start(client, pipeline_id=create_pipeline(client), start_date=value)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["body", "start_date"]
+
+
+@pytest.mark.parametrize("value", UTC_OVERFLOWS)
+def test_end_date_beyond_the_utc_range_is_422(client: httpx.Client, value: str) -> None:
+    execution = start(client, pipeline_id=create_pipeline(client)).json()["id"]
+    r = client.post(
+        "/end_pipeline_execution",
+        json={"id": execution, "completed_successfully": True, "end_date": value},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["body", "end_date"]
+
+
+@pytest.mark.parametrize("value", UTC_OVERFLOWS)
+def test_since_beyond_the_utc_range_is_422(client: httpx.Client, value: str) -> None:
+    r = client.get("/pipeline_execution", params={"since": value})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["query", "since"]
+
+
+@pytest.mark.parametrize(
+    "value, status",
+    [
+        ("1900-01-01T00:00:00Z", 201),
+        ("1899-12-31T23:59:59Z", 422),
+        ("1900-01-01T00:30:00+01:00", 422),
+        ("8999-12-31T23:59:59Z", 201),
+        ("9000-01-01T00:00:00Z", 422),
+        ("0001-01-01T00:00:00Z", 422),  # asyncpg would store it as -infinity
+    ],
+)
+def test_timestamps_are_kept_inside_a_window_date_arithmetic_can_handle(
+    client: httpx.Client, value: str, status: int
+) -> None:
+    r = start(client, pipeline_id=create_pipeline(client), start_date=value)
+    assert r.status_code == status, r.text
+
+
+def nested_lists(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [300, 900])
+def test_metadata_nested_beyond_what_orjson_serialises_is_422(
+    client: httpx.Client, depth: int
+) -> None:
+    # orjson.dumps stops at 255 levels with a TypeError: the depth is checked before it.
+    body = {"name": "m", "pipeline_type_name": "t", "pipeline_metadata": nested(depth)}
+    r = client.post("/pipeline", json=body)
+    assert r.status_code == 422, r.text
+    assert "pipeline_metadata" in str(r.json()["errors"])
+
+
+def deep_body(field: str, depth: int) -> bytes:
+    """A pipeline body whose `field` is `depth` nested arrays, written out by hand: the JSON
+    encoders (stdlib and orjson) cannot serialise that deep, and that is the point."""
+    head = b'{"name": "m", "pipeline_type_name": "t", "' + field.encode() + b'": '
+    return head + b"[" * depth + b"]" * depth + b"}"
+
+
+def post_raw(client: httpx.Client, path: str, content: bytes) -> httpx.Response:
+    return client.post(path, content=content, headers={"content-type": "application/json"})
+
+
+def test_a_deep_ignored_field_is_422_not_a_recursion_error(client: httpx.Client) -> None:
+    r = post_raw(client, "/pipeline", deep_body("ignored", 1000))
+    assert r.status_code == 422, r.text
+    assert str(MAX_BODY_DEPTH) in r.text and "ignored" in r.text
+
+
+def test_ignored_fields_up_to_the_body_depth_limit_are_still_ignored(
+    client: httpx.Client,
+) -> None:
+    body = {"name": "m", "pipeline_type_name": "t", "extra": nested_lists(MAX_BODY_DEPTH - 1)}
+    assert client.post("/pipeline", json=body).status_code == 201
+    body["extra"] = nested_lists(MAX_BODY_DEPTH)
+    assert client.post("/pipeline", json=body).status_code == 422
+
+
+def test_json_deeper_than_the_parser_allows_is_422(client: httpx.Client) -> None:
+    r = post_raw(client, "/pipeline", deep_body("x", 1100))  # orjson.loads stops at 1024
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["body"]

@@ -18,6 +18,14 @@ MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
 MAX_METADATA_BYTES = 65_536
 MAX_METADATA_DEPTH = 16
+# Any request body: generous for every real field (lineage specs with metadata reach ~20), and
+# far below orjson's 255-level dumps and 1024-level loads limits and Python's recursion limit.
+MAX_BODY_DEPTH = 64
+# Timestamps stay far inside Python's datetime range (years 1 to 9999): date arithmetic on
+# them (deadlines, anomaly lookbacks) cannot overflow, and neither edge reaches PostgreSQL,
+# where asyncpg would store datetime.min/max as -infinity/infinity.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 NOT_NULL_FLAGS = frozenset(
     {"active", "load_lineage", "mute_freshness_check", "mute_timeliness_check"}
 )
@@ -32,8 +40,19 @@ def _normalise_lower(value: Any) -> Any:
 
 
 def _assume_utc(value: datetime) -> datetime:
-    """Timestamps without a zone are taken as UTC (documented)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """Timestamps without a zone are taken as UTC (documented), and must fall in
+    [EARLIEST, LATEST). An offset that moves the moment past year 1 or year 9999
+    (0001-01-01T00:00:00+01:00) has no UTC datetime at all: refused too, not an OverflowError."""
+    if value.tzinfo is None:
+        moment = value.replace(tzinfo=UTC)
+    else:
+        try:
+            moment = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is outside the range of UTC timestamps (years 1 to 9999)") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"must be from {EARLIEST:%Y-%m-%d} and before {LATEST:%Y-%m-%d} (UTC)")
+    return moment
 
 
 def _watermark(value: Any) -> Any:
@@ -49,21 +68,35 @@ def _watermark(value: Any) -> Any:
     raise ValueError("must be a string, number, date or datetime")
 
 
-def _depth(value: Any, level: int = 0) -> int:
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+def json_depth(value: Any, limit: int) -> int:
+    """Levels of nested objects and arrays in `value` (a scalar: 0, `{}`: 1), counted without
+    recursion and only up to `limit + 1`: a deeper value is not walked further."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        level += 1
+        if level > limit:
+            return level
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in children)
+    return deepest
 
 
 def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
+    # Depth first: orjson refuses to serialise past 255 levels (TypeError, not a ValueError).
+    if json_depth(value, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+        raise ValueError(f"must be nested at most {MAX_METADATA_DEPTH} levels")
     if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
-    if _depth(value) > MAX_METADATA_DEPTH:
-        raise ValueError(f"must be nested at most {MAX_METADATA_DEPTH} levels")
     return value
 
 
@@ -102,22 +135,43 @@ def check_datepart(value: str | None, loc: str) -> None:
         raise ValueError(f"{loc} must be one of {', '.join(DATEPARTS)}")
 
 
-def _find_nul(value: Any, path: str) -> str | None:
-    """The path of the first string (or key) holding a NUL character, which PostgreSQL's
-    text and jsonb cannot store."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
+# Where a value sits in a body, as (parent trail, key) links: built only when reported.
+_Trail = tuple[Any, str | int] | None
+
+
+def _dotted(trail: _Trail) -> str:
+    keys: list[str] = []
+    while trail is not None:
+        trail, key = trail
+        keys.append(str(key))
+    return ".".join(reversed(keys))
+
+
+def body_problem(data: Any) -> str | None:
+    """Why a parsed body is refused before its fields are looked at, or None: nested deeper than
+    MAX_BODY_DEPTH (ignored fields included), or a string or key holding a NUL character, which
+    PostgreSQL's text and jsonb cannot store. Iterative, so no input exhausts the stack."""
+    stack: list[tuple[Any, int, _Trail]] = [(data, 0, None)]
+    while stack:
+        value, level, trail = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return f"{_dotted(trail)}: must not contain NUL characters"
+            continue
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            continue
+        if level >= MAX_BODY_DEPTH:
+            field = _dotted(trail).split(".", 1)[0] or "body"
+            return f"{field}: must be nested at most {MAX_BODY_DEPTH} levels"
+        for key, item in items:
+            here = (trail, key)
             if isinstance(key, str) and "\x00" in key:
-                return where
-            if (found := _find_nul(item, where)) is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if (found := _find_nul(item, f"{path}.{index}" if path else str(index))) is not None:
-                return found
+                return f"{_dotted(here)}: must not contain NUL characters"
+            stack.append((item, level + 1, here))
     return None
 
 
@@ -129,8 +183,8 @@ class Body(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_nul(cls, data: Any) -> Any:
-        if (where := _find_nul(data, "")) is not None:
-            raise ValueError(f"{where}: must not contain NUL characters")
+        if (problem := body_problem(data)) is not None:
+            raise ValueError(problem)
         if isinstance(data, dict) and any(data.get(k, False) is None for k in NOT_NULL_FLAGS):
             # The columns are NOT NULL: an explicit null flag means "leave it as it is".
             data = {k: v for k, v in data.items() if not (k in NOT_NULL_FLAGS and v is None)}
