@@ -244,13 +244,13 @@ def overview() -> Dashboard:
                 width=6,
                 height=4,
             ),
-            "Executions (by pipeline type)",
+            "Executions (the selected pipelines, by pipeline type)",
             Panel(
                 "Executions finished",
                 [
                     (
                         f"sum by (pipeline_type, status) "
-                        f"(rate(watcher_executions_finished_total{{{TYPE}}}[{RI}]))",
+                        f"(rate(watcher_executions_finished_total{{{PIPE}}}[{RI}]))",
                         "{{pipeline_type}} {{status}}",
                     )
                 ],
@@ -260,9 +260,9 @@ def overview() -> Dashboard:
                 "Error rate",
                 [
                     (
-                        f'(sum by (pipeline_type) (rate(watcher_executions_finished_total{{{TYPE}, status="failure"}}[{RI}]))'
-                        f" or 0 * sum by (pipeline_type) (rate(watcher_executions_finished_total{{{TYPE}}}[{RI}])))"
-                        f" / sum by (pipeline_type) (rate(watcher_executions_finished_total{{{TYPE}}}[{RI}]))",
+                        f'(sum by (pipeline_type) (rate(watcher_executions_finished_total{{{PIPE}, status="failure"}}[{RI}]))'
+                        f" or 0 * sum by (pipeline_type) (rate(watcher_executions_finished_total{{{PIPE}}}[{RI}])))"
+                        f" / sum by (pipeline_type) (rate(watcher_executions_finished_total{{{PIPE}}}[{RI}]))",
                         "{{pipeline_type}}",
                     )
                 ],
@@ -280,13 +280,16 @@ def overview() -> Dashboard:
                     for q in (0.5, 0.95, 0.99)
                 ],
                 unit="s",
+                description="By pipeline type only: the histogram has no pipeline label (a dozen "
+                "buckets per pipeline would multiply the series). One pipeline's durations: "
+                "Last execution duration below.",
             ),
             Panel(
                 "Executions started",
                 [
                     (
                         f"sum by (pipeline_type) "
-                        f"(rate(watcher_executions_started_total{{{TYPE}}}[{RI}]))",
+                        f"(rate(watcher_executions_started_total{{{PIPE}}}[{RI}]))",
                         "{{pipeline_type}}",
                     )
                 ],
@@ -296,7 +299,7 @@ def overview() -> Dashboard:
                 "DML rows by operation",
                 [
                     (
-                        f"sum by (operation) (rate(watcher_execution_rows_total{{{TYPE}}}[{RI}]))",
+                        f"sum by (operation) (rate(watcher_execution_rows_total{{{PIPE}}}[{RI}]))",
                         "{{operation}}",
                     )
                 ],
@@ -313,6 +316,7 @@ def overview() -> Dashboard:
                     )
                 ],
                 unit="s",
+                description="By pipeline type only, like the percentiles.",
             ),
             "Per pipeline (latest ended execution)",
             Panel(

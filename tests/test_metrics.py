@@ -295,16 +295,69 @@ def test_events_feed_the_request_path_families() -> None:
     events.emit(RequestFinished("POST", "/pipeline/{id}", 201, 0.03))
     value = registry.get_sample_value
     etl = {"pipeline_type": "etl"}
-    assert value("watcher_executions_started_total", etl) == 1
-    assert value("watcher_executions_finished_total", etl | {"status": "success"}) == 1
-    assert value("watcher_executions_finished_total", etl | {"status": "failure"}) == 1
-    assert value("watcher_execution_duration_seconds_count", etl) == 2
+    assert value("watcher_executions_started_total", P) == 1
+    assert value("watcher_executions_finished_total", P | {"status": "success"}) == 1
+    assert value("watcher_executions_finished_total", P | {"status": "failure"}) == 1
+    assert value("watcher_execution_duration_seconds_count", etl) == 2  # by type only
+    assert value("watcher_execution_duration_seconds_count", P) is None
     assert value("watcher_execution_duration_seconds_bucket", etl | {"le": "15.0"}) == 1
-    assert value("watcher_execution_rows_total", etl | {"operation": "insert"}) == 5
-    assert value("watcher_execution_rows_total", etl | {"operation": "total"}) == 9
-    assert value("watcher_execution_rows_total", etl | {"operation": "update"}) is None
+    assert value("watcher_execution_rows_total", P | {"operation": "insert"}) == 5
+    assert value("watcher_execution_rows_total", P | {"operation": "total"}) == 9
+    assert value("watcher_execution_rows_total", P | {"operation": "update"}) is None
     route = {"method": "POST", "route": "/pipeline/{id}", "status": "201"}
     assert value("watcher_http_request_duration_seconds_count", route) == 1
+
+
+def _ran(events: Events, pipeline: str, execution_id: int = 1) -> None:
+    events.emit(ExecutionStarted(execution_id, 1, pipeline, "etl", NOW))
+    events.emit(
+        ExecutionEnded(execution_id, 1, pipeline, "etl", True, NOW, 30.0, 3, None, None, 3, 0.1)
+    )
+
+
+def _pipelines_counted(registry: CollectorRegistry) -> set[str]:
+    names = {"watcher_executions_started", "watcher_executions_finished", "watcher_execution_rows"}
+    return {
+        s.labels["pipeline"]
+        for family in registry.collect()
+        if family.name in names
+        for s in family.samples
+    }
+
+
+def test_execution_counters_of_a_pipeline_that_left_the_snapshot_disappear() -> None:
+    registry, events = CollectorRegistry(), Events()
+    metrics = Metrics(registry)
+    events.subscribe(ExecutionStarted, metrics.execution_started)
+    events.subscribe(ExecutionEnded, metrics.execution_ended)
+    _ran(events, "orders")
+    _ran(events, "customers", 2)
+    metrics.retain_pipelines({"orders", "customers"})
+    assert _pipelines_counted(registry) == {"orders", "customers"}
+    metrics.retain_pipelines({"orders"})  # customers deactivated or deleted
+    assert _pipelines_counted(registry) == {"orders"}
+    value = registry.get_sample_value
+    assert value("watcher_executions_finished_total", P | {"status": "success"}) == 1
+    assert value("watcher_execution_rows_total", P | {"operation": "total"}) == 3
+    # The histogram is by type: both pipelines' observations stay.
+    assert value("watcher_execution_duration_seconds_count", {"pipeline_type": "etl"}) == 2
+    # A pipeline that comes back starts its series again from zero.
+    _ran(events, "customers", 3)
+    customers = {"pipeline": "customers", "pipeline_type": "etl"}
+    assert value("watcher_executions_started_total", customers) == 1
+
+
+def test_a_pipeline_counted_while_the_snapshot_loaded_waits_one_more_refresh() -> None:
+    registry, events = CollectorRegistry(), Events()
+    metrics = Metrics(registry)
+    events.subscribe(ExecutionStarted, metrics.execution_started)
+    events.subscribe(ExecutionEnded, metrics.execution_ended)
+    metrics.retain_pipelines({"orders"})
+    _ran(events, "brand_new")  # created and run after this snapshot was read
+    metrics.retain_pipelines({"orders"})
+    assert _pipelines_counted(registry) == {"brand_new"}
+    metrics.retain_pipelines({"orders"})  # still absent, and nothing new: gone
+    assert _pipelines_counted(registry) == set()
 
 
 def test_scheduler_families_cover_every_registered_job() -> None:
@@ -380,6 +433,8 @@ def test_snapshot_reflects_the_database_and_drops_inactive_pipelines(
     )
     other = make_pipeline(client, "customers", pipeline_type_name="etl")
     now = datetime.now(UTC)
+    ran = start(client, other["id"], start_date=(now - timedelta(minutes=1)).isoformat())
+    assert end(client, ran, inserts=1, total_rows=1, end_date=now.isoformat()).status_code == 204
     done = start(client, orders["id"], start_date=(now - timedelta(minutes=20)).isoformat())
     response = end(client, done, inserts=7, total_rows=7, end_date=now.isoformat())
     assert response.status_code == 204, response.text
@@ -426,7 +481,7 @@ def test_a_scrape_runs_no_database_statement(live: LiveServer, client: httpx.Cli
 
 def test_ended_executions_count_after_commit(live: LiveServer, client: httpx.Client) -> None:
     value = live.services.registry.get_sample_value
-    labels = {"pipeline_type": "extraction", "status": "failure"}
+    labels = {"pipeline": "orders", "pipeline_type": "extraction", "status": "failure"}
     before = value("watcher_executions_finished_total", labels) or 0
     pipeline = make_pipeline(client, "orders")
     assert end(client, start(client, pipeline["id"]), ok=False).status_code == 204

@@ -220,6 +220,22 @@ def test_dashboards_have_stable_unique_uids_and_complete_panels() -> None:
             assert variable["datasource"]["uid"] in provisioned
 
 
+def test_overview_filters_the_execution_counters_by_pipeline() -> None:
+    overview = _dashboards()["watcher-pipeline-overview.json"]
+    counters = re.compile(
+        r"watcher_executions_(started|finished)_total|watcher_execution_rows_total"
+    )
+    queries = [
+        t["expr"]
+        for p in overview["panels"]
+        for t in p.get("targets", [])
+        if counters.search(t.get("expr", ""))
+    ]
+    assert len(queries) >= 4  # executions finished, error rate, started, DML rows
+    for query in queries:
+        assert 'pipeline=~"$pipeline"' in query, query
+
+
 def _datasources() -> list[dict[str, Any]]:
     path = ROOT / "grafana" / "provisioning" / "datasources" / "watcher.yml"
     return yaml.safe_load(path.read_text())["datasources"]  # type: ignore[no-any-return]
