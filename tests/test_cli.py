@@ -3,6 +3,7 @@ real subprocess): tables, --json, filters, checks' exit codes, cleanup, errors."
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from tests.factories import address, end, make_pipeline, start
 from watcher import auth
-from watcher.cli import main
+from watcher.cli import build_parser, main
 from watcher.embedded import EmbeddedPostgres
 
 NOW = datetime.now(UTC)
@@ -229,23 +230,46 @@ def test_usage_errors_exit_2_and_every_command_has_help(
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2, argv
-    for argv in (
-        ["pipelines"],
-        ["pipelines", "list"],
-        ["pipelines", "show"],
-        ["executions", "list"],
-        ["lineage"],
-        ["check"],
-        ["check", "timeliness"],
-        ["check", "freshness"],
-        ["check", "missed-runs"],
-        ["cleanup"],
-    ):
+    for argv in command_paths():
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:
             main([*argv, "--help"])
         assert exit_info.value.code == 0
         assert "exit codes:" in capsys.readouterr().out, argv
+
+
+def command_paths() -> list[list[str]]:
+    """Every command and action of the parser, e.g. ["tokens", "revoke"]."""
+    found: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._subparsers._group_actions if parser._subparsers else ():
+            for name, child in action.choices.items():  # type: ignore[union-attr]
+                found.append([*path, name])
+                walk(child, [*path, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_every_command_lists_its_exit_codes_including_the_local_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    paths = command_paths()
+    for expected in (["serve"], ["migrate"], ["tokens"], ["tokens", "create"], ["cleanup"]):
+        assert expected in paths
+    for argv in ([], ["serve"], ["migrate"], ["tokens", "list"], ["tokens", "revoke"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        out = capsys.readouterr().out
+        assert "exit codes" in out and "130" in out, argv
+        if argv:
+            assert "WATCHER_DATABASE_URL" in out and "3    Watcher" not in out, argv
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["pipelines", "list", "--help"])
+    assert "3    Watcher unreachable" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from watcher import __version__
 from watcher.config import Settings, load_settings
@@ -121,6 +121,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# For the commands that work on the database or serve it (serve, migrate, tokens); the API
+# commands (watcher.commands) carry their own, with exit code 3 for HTTP errors.
+LOCAL_EXIT_CODES = """exit codes:
+  0    success
+  1    failure: the database failed, or tokens revoke found no live token with that id
+  2    usage error (serve: a non-loopback --host while auth is off is refused)
+  130  interrupted
+environment: WATCHER_DATABASE_URL (else the embedded PostgreSQL in WATCHER_DATA_DIR)"""
+TOP_EXIT_CODES = """exit codes (each command's --help has its own):
+  0  success    1  a check found something, or a failure    2  usage error
+  3  Watcher unreachable or an HTTP error (API commands)     130  interrupted"""
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command and action parser below `parser` (not `parser` itself)."""
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for child in action.choices.values():  # type: ignore[union-attr]
+            yield child
+            yield from parsers(child)
+
+
+def _with_exit_codes(parser: argparse.ArgumentParser) -> None:
+    """Each --help ends with the exit codes: the commands' own, else the local commands'."""
+    parser.epilog = TOP_EXIT_CODES
+    for child in (parser, *parsers(parser)):
+        child.epilog = child.epilog or LOCAL_EXIT_CODES
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="watcher", description="Watcher: pipeline observability.")
     parser.add_argument("--version", action="version", version=f"watcher {__version__}")
@@ -134,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(func=cmd_migrate)
     for register in EXTRA_COMMANDS:
         register(sub)
+    _with_exit_codes(parser)
     return parser
 
 

@@ -466,10 +466,11 @@ Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
 
 EXIT_CODES = """exit codes:
-  0  success (checks: nothing found)
-  1  a check found something
-  2  usage error
-  3  Watcher unreachable or an HTTP error (401/403/404/422/5xx)
+  0    success (checks: nothing found)
+  1    a check found something
+  2    usage error
+  3    Watcher unreachable or an HTTP error (401/403/404/422/5xx)
+  130  interrupted
 environment: WATCHER_URL, WATCHER_TOKEN"""
 OWN = ("pipelines", "executions", "lineage", "check", "cleanup")
 
