@@ -142,3 +142,14 @@ def test_thousands_of_stale_pipelines_are_logged_in_one_check(live: LiveServer) 
     again = live.run(lambda: freshness.run(live.services))
     assert again["new_findings"] == 0 and len(again["findings"]) == MANY
     assert live.sql("SELECT count(*) AS n FROM freshness_pipeline_log")[0]["n"] == MANY
+
+
+def test_a_rule_too_long_for_the_calendar_never_fails_the_check(client: httpx.Client) -> None:
+    """Rule numbers go up to 2³¹−1; such a deadline is past year 9999. It used to raise
+    OverflowError and fail the whole check (every pipeline's) with a 500."""
+    endless = make_pipeline(client, "endless", freshness_number=2**31 - 1, freshness_datepart="day")
+    stale = make_pipeline(client, "stale", freshness_number=1, freshness_datepart="hour")
+    t = now() - 2 * HOUR
+    run(client, endless, t - timedelta(minutes=5), t, inserts=1)
+    run(client, stale, t - timedelta(minutes=5), t, inserts=1)
+    assert set(by_pipeline(check(client))) == {stale}

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.rules import Rule, add_datepart, resolve, resolve_schedule, split_row
+from watcher.rules import NEVER, Rule, add_datepart, resolve, resolve_schedule, split_row
 
 T0 = datetime(2024, 1, 31, 10, 30, tzinfo=UTC)
 
@@ -97,3 +97,19 @@ def test_schedule_comes_from_the_pipeline_else_the_type_and_grace_from_either() 
 def test_split_row_separates_type_columns() -> None:
     child, parent = split_row({"id": 1, "schedule": "x", "type_schedule": "y"})
     assert child == {"id": 1, "schedule": "x"} and parent == {"schedule": "y"}
+
+
+@pytest.mark.parametrize("datepart", ["minute", "hour", "day", "week", "month", "year"])
+def test_a_deadline_beyond_year_9999_never_comes(datepart: str) -> None:
+    # 2³¹−1 is a valid rule number; in most dateparts it leaves datetime's range.
+    rule = Rule(2**31 - 1, datepart, True)
+    deadline = rule.deadline(T0)
+    assert deadline > T0 + timedelta(days=365 * 4000) or deadline == NEVER
+    assert rule.seconds_from(T0) > 0
+
+
+def test_calendar_dateparts_past_year_9999_overflow_like_the_fixed_ones() -> None:
+    with pytest.raises(OverflowError):
+        add_datepart(T0, 8000, "year")
+    with pytest.raises(OverflowError):
+        add_datepart(T0, 2**31 - 1, "day")

@@ -181,3 +181,13 @@ def test_month_rules_at_the_edge_of_the_shortest_month(client: httpx.Client) -> 
     assert set(found) == {late, later}
     assert found[late]["seconds_threshold"] == 28 * 86_400
     assert found[later]["seconds_threshold"] == 29 * 86_400
+
+
+def test_the_largest_rule_numbers_are_checked_without_overflow(client: httpx.Client) -> None:
+    """`timeliness_number` × seconds overflowed PostgreSQL's integer in the candidate query
+    (a 500 for POST /timeliness, and the scheduled check failing for every pipeline)."""
+    pid = make_pipeline(client, "endless", timeliness_number=2**31 - 1, timeliness_datepart="year")
+    late = make_pipeline(client, "late", timeliness_number=1, timeliness_datepart="minute")
+    start(client, pid, now() - 10 * MINUTE)
+    overdue = start(client, late, now() - 10 * MINUTE)
+    assert set(by_execution(check(client))) == {overdue}

@@ -18,10 +18,12 @@ from __future__ import annotations
 import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from typing import Any
 
 FIXED_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800}
+# The deadline of a rule that ends beyond datetime's range: it never passes.
+NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,12 @@ class Rule:
     used_child_config: bool
 
     def deadline(self, start: datetime) -> datetime:
-        return add_datepart(start, self.number, self.datepart)
+        """`start` + the rule; NEVER when that is past year 9999 (rule numbers go up to
+        2³¹−1, so "2147483647 days" is a valid rule — one no execution can break)."""
+        try:
+            return add_datepart(start, self.number, self.datepart)
+        except OverflowError:
+            return NEVER
 
     def seconds_from(self, start: datetime) -> float:
         """The rule's length starting at `start` (a month from Jan 31 is not one from Feb 1)."""
@@ -52,7 +59,8 @@ def add_datepart(moment: datetime, number: int, datepart: str) -> datetime:
     """`moment` + `number` `datepart`s on the calendar, in `moment`'s zone (UTC for rows).
 
     Months and years keep the day of month, clamped to the month's length: Jan 31 + 1 month
-    is Feb 28 (or 29), Feb 29 + 1 year is Feb 28.
+    is Feb 28 (or 29), Feb 29 + 1 year is Feb 28. Past year 9999: OverflowError, as for
+    the fixed dateparts.
     """
     if datepart in FIXED_SECONDS:
         return moment + timedelta(seconds=FIXED_SECONDS[datepart] * number)
@@ -61,6 +69,8 @@ def add_datepart(moment: datetime, number: int, datepart: str) -> datetime:
     months = number * 12 if datepart == "year" else number
     year, month0 = divmod(moment.month - 1 + months, 12)
     year += moment.year
+    if year > MAXYEAR:
+        raise OverflowError("date value out of range")
     day = min(moment.day, calendar.monthrange(year, month0 + 1)[1])
     return moment.replace(year=year, month=month0 + 1, day=day)
 

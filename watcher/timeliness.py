@@ -55,7 +55,10 @@ def _least_seconds(alias: str) -> str:
     """SQL: the fewest seconds `alias`'s timeliness rule can last (months ≥ 28 days, years
     ≥ 364: `add_datepart` clamps to the month's end), NULL without a complete rule."""
     cases = " ".join(f"WHEN '{d}' THEN {s}" for d, s in LEAST_SECONDS.items())
-    return f"{alias}.timeliness_number * CASE {alias}.timeliness_datepart {cases} END"
+    # bigint: a rule number may be up to 2³¹−1, times up to 31,449,600 seconds.
+    return (
+        f"CAST({alias}.timeliness_number AS bigint) * CASE {alias}.timeliness_datepart {cases} END"
+    )
 
 
 LEAST_SECONDS = FIXED_SECONDS | {"month": 28 * 86_400, "year": 364 * 86_400}
