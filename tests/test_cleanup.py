@@ -182,3 +182,35 @@ def test_retention_under_ninety_days_is_refused(client: httpx.Client) -> None:
 def test_the_cutoff_is_midnight_utc_retention_days_ago() -> None:
     at = datetime(2024, 6, 1, 23, 59, tzinfo=UTC)
     assert cutoff_for(at, 90) == datetime(2024, 3, 3, tzinfo=UTC)
+
+
+def _exported_counters(live: LiveServer) -> dict[str, float]:
+    """The per-pipeline counters of pipeline "p", as a fresh metrics snapshot exports them."""
+    from watcher.metrics import refresh_snapshot
+
+    store = live.services.state["metrics_snapshot"]
+    live.run(lambda: refresh_snapshot(live.services, store))
+    value = store.registry.get_sample_value
+    p = {"pipeline": "p", "pipeline_type": "etl"}
+    return {
+        "timeliness": value(
+            "watcher_pipeline_timeliness_violations_total", p | {"status": "completed"}
+        ),
+        "freshness": value("watcher_pipeline_freshness_violations_total", p),
+        "missed": value("watcher_pipeline_missed_runs_total", p),
+        "anomalies": value("watcher_pipeline_anomalies_detected_total", p | {"metric": "inserts"}),
+    }
+
+
+def test_cleanup_never_makes_the_exported_counters_go_down(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    seed(client, live)
+    live.sql("UPDATE anomaly_detection_result SET is_anomaly = true")  # 5 old + 1 recent
+    before = _exported_counters(live)
+    assert before == {"timeliness": 6, "freshness": 6, "missed": 6, "anomalies": 6}
+    client.post("/log_cleanup", json={"retention_days": 90, "batch_size": 2}).raise_for_status()
+    assert count(live, "missed_run_log") == 1  # the rows are gone, the counts are not
+    assert _exported_counters(live) == before
+    client.post("/log_cleanup", json={"retention_days": 90}).raise_for_status()
+    assert _exported_counters(live) == before

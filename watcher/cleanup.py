@@ -51,7 +51,41 @@ LOGS = (
     ("anomaly_detection_result", "detected_at"),
 )
 
-DELETE_EXECUTIONS = text("""
+# What each log's deleted rows add to `pruned_log_count` (the per-pipeline counters the
+# metrics export are rows logged + rows pruned, so cleanup never makes them go down):
+# (RETURNING columns of the DELETE, the SELECT over those rows to GROUP BY 1, 2, 3).
+_TALLY = {
+    "freshness_pipeline_log": (
+        "pipeline_id",
+        "SELECT d.pipeline_id, 'freshness', '' AS label, count(*) FROM {src} d",
+    ),
+    "timeliness_pipeline_execution_log": (
+        "pipeline_id, execution_status",
+        "SELECT d.pipeline_id, 'timeliness', d.execution_status, count(*) FROM {src} d",
+    ),
+    "missed_run_log": (
+        "pipeline_id",
+        "SELECT d.pipeline_id, 'missed_run', '' AS label, count(*) FROM {src} d",
+    ),
+    "anomaly_detection_result": (
+        "rule_id, is_anomaly",
+        "SELECT r.pipeline_id, 'anomaly', r.metric_field, count(*) FROM {src} d "
+        "JOIN anomaly_detection_rule r ON r.id = d.rule_id WHERE d.is_anomaly",
+    ),
+}
+
+
+def _tally(cte: str, table: str) -> str:
+    """A CTE adding the rows CTE `cte` deleted from `table` to their pruned counts."""
+    select = _TALLY[table][1].format(src=cte)
+    return f"""
+    INSERT INTO pruned_log_count AS t (pipeline_id, kind, label, rows)
+    {select} GROUP BY 1, 2, 3
+    ON CONFLICT (pipeline_id, kind, label) DO UPDATE SET rows = t.rows + excluded.rows
+    """
+
+
+DELETE_EXECUTIONS = text(f"""
 WITH batch AS (
     SELECT id FROM pipeline_execution WHERE start_date < :cutoff ORDER BY start_date LIMIT :n
 ),
@@ -61,12 +95,14 @@ closure AS (
 ),
 timeliness AS (
     DELETE FROM timeliness_pipeline_execution_log l USING batch
-    WHERE l.pipeline_execution_id = batch.id RETURNING 1
+    WHERE l.pipeline_execution_id = batch.id RETURNING l.pipeline_id, l.execution_status
 ),
 results AS (
     DELETE FROM anomaly_detection_result r USING batch
-    WHERE r.pipeline_execution_id = batch.id RETURNING 1
-)
+    WHERE r.pipeline_execution_id = batch.id RETURNING r.rule_id, r.is_anomaly
+),
+timeliness_tally AS ({_tally("timeliness", "timeliness_pipeline_execution_log")}),
+results_tally AS ({_tally("results", "anomaly_detection_result")})
 SELECT (SELECT count(*) FROM closure) AS closure,
        (SELECT count(*) FROM timeliness) AS timeliness,
        (SELECT count(*) FROM results) AS results,
@@ -103,10 +139,15 @@ def cutoff_for(now: datetime, retention_days: int) -> datetime:
 def _delete_log_sql(table: str, column: str) -> Any:
     # ORDER BY makes the batch an index range scan that stops after n rows, rather than a
     # sequential scan wading through the dead tuples of the batches before it.
-    return text(
-        f"DELETE FROM {table} WHERE id IN "
-        f"(SELECT id FROM {table} WHERE {column} < :cutoff ORDER BY {column} LIMIT :n)"
-    )
+    return text(f"""
+    WITH d AS (
+        DELETE FROM {table} WHERE id IN
+            (SELECT id FROM {table} WHERE {column} < :cutoff ORDER BY {column} LIMIT :n)
+        RETURNING {_TALLY[table][0]}
+    ),
+    tally AS ({_tally("d", table)})
+    SELECT count(*) FROM d
+    """)
 
 
 async def _delete_logs(
@@ -116,7 +157,7 @@ async def _delete_logs(
     total = 0
     for _ in range(MAX_BATCHES_PER_TABLE):
         async with transaction(engine) as conn:
-            deleted = (await conn.execute(statement, {"cutoff": cutoff, "n": n})).rowcount
+            deleted = (await conn.execute(statement, {"cutoff": cutoff, "n": n})).scalar_one()
         total += deleted
         if deleted:
             log.info("cleanup batch", extra={"table": table, "deleted": deleted, "total": total})

@@ -215,7 +215,7 @@ async def _counts(conn: AsyncConnection, table: Any, *extra: Any) -> dict[Any, i
 # only anomalous results are read, however many results there are).
 ANOMALY_STATE = text("""
 SELECT r.pipeline_id, r.metric_field, r.z_threshold, latest.z_score,
-       COALESCE(found.n, 0) AS detected
+       COALESCE(found.n, 0) + COALESCE(pruned.rows, 0) AS detected
 FROM anomaly_detection_rule r
 LEFT JOIN LATERAL (
     SELECT x.z_score FROM anomaly_detection_result x
@@ -225,6 +225,9 @@ LEFT JOIN (
     SELECT rule_id, count(*) AS n FROM anomaly_detection_result
     WHERE is_anomaly GROUP BY rule_id
 ) found ON found.rule_id = r.id
+LEFT JOIN pruned_log_count pruned
+    ON pruned.pipeline_id = r.pipeline_id AND pruned.kind = 'anomaly'
+   AND pruned.label = r.metric_field
 WHERE r.active
 ORDER BY r.pipeline_id, r.metric_field
 """)
@@ -235,6 +238,13 @@ async def _anomaly_rows(conn: AsyncConnection) -> dict[int, list[Any]]:
     for row in (await conn.execute(ANOMALY_STATE)).mappings():
         by_pipeline[row["pipeline_id"]].append(row)
     return by_pipeline
+
+
+async def _pruned(conn: AsyncConnection) -> dict[tuple[int, str, str], int]:
+    """Log rows removed by cleanup, added back so the exported counters never go down."""
+    t = schema.pruned_log_count
+    query = select(t.c.pipeline_id, t.c.kind, t.c.label, t.c.rows)
+    return {(pid, kind, label): n for pid, kind, label, n in await conn.execute(query)}
 
 
 async def load_snapshot(conn: AsyncConnection, now: datetime) -> Snapshot:
@@ -251,6 +261,7 @@ async def load_snapshot(conn: AsyncConnection, now: datetime) -> Snapshot:
     freshness = await _counts(conn, schema.freshness_pipeline_log)
     missed = await _counts(conn, schema.missed_run_log)
     anomalies = await _anomaly_rows(conn)
+    pruned = await _pruned(conn)
     p = schema.pipeline
     inactive = (await conn.execute(select(func.count()).where(~p.c.active))).scalar_one()
     states = tuple(
@@ -259,10 +270,12 @@ async def load_snapshot(conn: AsyncConnection, now: datetime) -> Snapshot:
             last=last.get(row["id"]),
             running=running.get(row["id"], (0, None)),
             timeliness_violations={
-                s: timeliness.get((row["id"], s), 0) for s in TIMELINESS_STATUSES
+                s: timeliness.get((row["id"], s), 0) + pruned.get((row["id"], "timeliness", s), 0)
+                for s in TIMELINESS_STATUSES
             },
-            freshness_violations=freshness.get(row["id"], 0),
-            missed_runs=missed.get(row["id"], 0),
+            freshness_violations=freshness.get(row["id"], 0)
+            + pruned.get((row["id"], "freshness", ""), 0),
+            missed_runs=missed.get(row["id"], 0) + pruned.get((row["id"], "missed_run", ""), 0),
             anomalies=anomalies.get(row["id"], ()),
             now=now,
         )
@@ -480,23 +493,25 @@ Z_THRESHOLD = Family(
 )
 ANOMALIES = Family(
     "watcher_pipeline_anomalies_detected_total",
-    "Anomalies detected (stored results outside the bounds), per metric.",
+    "Anomalies detected (results outside the bounds, including those log cleanup removed).",
     "counter",
     "metric",
 )
 TIMELINESS_VIOLATIONS = Family(
     "watcher_pipeline_timeliness_violations_total",
-    "Overdue executions logged by the timeliness check, by status.",
+    "Overdue executions logged by the timeliness check, by status (cleanup never lowers it).",
     "counter",
     "status",
 )
 FRESHNESS_VIOLATIONS = Family(
     "watcher_pipeline_freshness_violations_total",
-    "Stale last-DML times logged by the freshness check.",
+    "Stale last-DML times logged by the freshness check (cleanup never lowers it).",
     "counter",
 )
 MISSED_RUNS = Family(
-    "watcher_pipeline_missed_runs_total", "Scheduled runs that never started.", "counter"
+    "watcher_pipeline_missed_runs_total",
+    "Scheduled runs that never started (cleanup never lowers it).",
+    "counter",
 )
 
 # Exposition order (the order of `_samples` within a pipeline does not matter).

@@ -305,6 +305,29 @@ missed_run_log = Table(
     Index("ix_missed_run_log_created_at", "created_at"),
 )
 
+# Log rows that log cleanup deleted, per pipeline and counter. The metrics export the
+# per-pipeline "violations" and "anomalies detected" counters as rows logged + rows pruned,
+# so they never go down when old logs are removed (a drop would read as a counter reset and
+# `increase()` would count every remaining row again: false alerts after each cleanup).
+PRUNED_KINDS = ("timeliness", "freshness", "missed_run", "anomaly")
+pruned_log_count = Table(
+    "pruned_log_count",
+    metadata,
+    Column(
+        "pipeline_id",
+        BigInteger,
+        ForeignKey("pipeline.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("kind", Text, primary_key=True),  # one of PRUNED_KINDS
+    Column("label", Text, primary_key=True),  # timeliness status, anomaly metric, or ''
+    Column("rows", BigInteger, nullable=False),
+    CheckConstraint("rows >= 0", name="rows_non_negative"),
+    CheckConstraint(
+        "kind IN ('timeliness', 'freshness', 'missed_run', 'anomaly')", name="kind_known"
+    ),
+)
+
 anomaly_detection_rule = Table(
     "anomaly_detection_rule",
     metadata,
