@@ -807,6 +807,25 @@ WHERE day BETWEEN $__timeFrom()::date AND $__timeTo()::date
 GROUP BY 1
 ORDER BY 1"""
 
+# Per pipeline: the view's averages are exact only per (day, pipeline) — it does not say over
+# how many executions each was taken, so averaging them again by type would mis-weight them.
+DURATION_SQL = """SELECT day::timestamptz AS "time", pipeline AS metric,
+       avg_duration_seconds
+FROM pipeline_daily_report
+WHERE day BETWEEN $__timeFrom()::date AND $__timeTo()::date
+  AND pipeline_type IN ($pipeline_type)
+  AND pipeline IN ($pipeline)
+  AND avg_duration_seconds IS NOT NULL
+ORDER BY 1, 2"""
+
+THROUGHPUT_SQL = """SELECT day::timestamptz AS "time", pipeline AS metric, avg_throughput
+FROM pipeline_daily_report
+WHERE day BETWEEN $__timeFrom()::date AND $__timeTo()::date
+  AND pipeline_type IN ($pipeline_type)
+  AND pipeline IN ($pipeline)
+  AND avg_throughput IS NOT NULL
+ORDER BY 1, 2"""
+
 
 def daily_report() -> Dashboard:
     return Dashboard(
@@ -835,6 +854,21 @@ def daily_report() -> Dashboard:
             Panel("Executions per day", [(DAILY_SQL, "")], kind="barchart", sql=True, width=8),
             Panel("Error % per day", [(ERRORS_SQL, "")], kind="timeseries", sql=True, width=8),
             Panel("DML rows per day", [(DML_SQL, "")], kind="barchart", sql=True, width=8),
+            Panel(
+                "Average duration per day",
+                [(DURATION_SQL, "")],
+                sql=True,
+                unit="s",
+                description="Mean duration of the day's ended executions, per pipeline.",
+            ),
+            Panel(
+                "Average throughput per day",
+                [(THROUGHPUT_SQL, "")],
+                sql=True,
+                unit="short",
+                description="Mean rows per second (total rows / duration) of the day's ended "
+                "executions, per pipeline.",
+            ),
             Panel("Daily report", [(REPORT_SQL, "")], kind="table", sql=True, width=24, height=14),
         ],
     )

@@ -236,6 +236,18 @@ def test_overview_filters_the_execution_counters_by_pipeline() -> None:
         assert 'pipeline=~"$pipeline"' in query, query
 
 
+def test_daily_report_plots_average_duration_and_throughput_per_day() -> None:
+    report = _dashboards()["watcher-daily-report.json"]
+    for column in ("avg_duration_seconds", "avg_throughput"):
+        plotted = [
+            p["title"]
+            for p in report["panels"]
+            if p["type"] == "timeseries"
+            and any(column in t["rawSql"] and t["format"] == "time_series" for t in p["targets"])
+        ]
+        assert plotted, column
+
+
 def _datasources() -> list[dict[str, Any]]:
     path = ROOT / "grafana" / "provisioning" / "datasources" / "watcher.yml"
     return yaml.safe_load(path.read_text())["datasources"]  # type: ignore[no-any-return]
