@@ -7,6 +7,7 @@ and that nothing acknowledged with a 2xx is lost while the database comes and go
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 from pgserver._commands import pg_ctl
@@ -300,3 +302,60 @@ def test_nothing_acknowledged_is_lost_when_postgres_restarts(fragile: Fragile) -
     assert len(ledger.ended) == RUNS
     assert lost == [] and wrong_ids == []
     assert total == RUNS, "a retry created a duplicate execution"
+
+
+# -- transient failures: the database answers, but cancels the statement --------------------
+
+
+@pytest.fixture
+def impatient(postgres: EmbeddedPostgres, live: LiveServer) -> Iterator[LiveServer]:
+    """A server on the shared database with a 300 ms statement timeout (`live` is requested so
+    the tables are truncated afterwards)."""
+    server = start_live_server(postgres.url, settings_for(db_statement_timeout_ms=300))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class RowLock:
+    """`SELECT … FOR UPDATE` held open on a connection of its own, as a long transaction
+    elsewhere (a migration, a manual fix) would hold it."""
+
+    def __init__(self, url: str, table: str, row_id: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(asyncpg.connect(url))
+        self.loop.run_until_complete(self.conn.execute("BEGIN"))
+        query = f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"
+        self.loop.run_until_complete(self.conn.execute(query, row_id))
+
+    def release(self) -> None:
+        self.loop.run_until_complete(self.conn.execute("ROLLBACK"))
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+def test_a_statement_timeout_behind_a_row_lock_is_503_with_retry_after(
+    impatient: LiveServer, postgres: EmbeddedPostgres
+) -> None:
+    with httpx.Client(base_url=impatient.url, timeout=20) as http:
+        pipeline = http.post("/pipeline", json={"name": "locked", "pipeline_type_name": "t"})
+        pipeline_id = pipeline.json()["id"]
+        execution = http.post("/start_pipeline_execution", json={"pipeline_id": pipeline_id})
+        end = {"id": execution.json()["id"], "completed_successfully": True, "inserts": 5}
+        lock = RowLock(postgres.url, "pipeline", pipeline_id)
+        try:
+            patched = http.patch("/pipeline", json={"id": pipeline_id, "active": False})
+            ended = http.post("/end_pipeline_execution", json=end)  # updates the pipeline row
+        finally:
+            lock.release()
+        for r in (patched, ended):
+            assert r.status_code == 503, r.text
+            assert r.headers["Retry-After"] == str(impatient.services.settings.retry_after_seconds)
+            assert "retry later" in r.json()["detail"] and "SELECT" not in r.text
+        assert impatient.sql("SELECT end_date FROM pipeline_execution")[0]["end_date"] is None
+        # Nothing was half-written, and the retries the 503 asks for succeed.
+        assert http.patch("/pipeline", json={"id": pipeline_id, "active": False}).is_success
+        assert http.post("/end_pipeline_execution", json=end).status_code == 204
+        row = impatient.sql("SELECT inserts FROM pipeline_execution")[0]
+        assert row["inserts"] == 5

@@ -35,8 +35,14 @@ from watcher import (
 )
 from watcher.clock import Clock
 from watcher.config import Settings
-from watcher.database import create_engine, is_outage
-from watcher.errors import Unauthorized, Unavailable, WatcherError
+from watcher.database import (
+    create_engine,
+    is_data_error,
+    is_integrity_error,
+    sqlstate,
+    unavailable,
+)
+from watcher.errors import Conflict, InvalidInput, Unauthorized, Unavailable, WatcherError
 from watcher.events import Events
 from watcher.logs import RequestLogMiddleware
 from watcher.profiling import ProfilingMiddleware
@@ -105,12 +111,23 @@ class ErrorMiddleware:
             await response(scope, receive, send)
 
     def _render(self, error: Exception) -> Response:
+        """Database errors that escaped the domain code get a status of their kind, with a
+        generic message: the body never carries SQL, parameters or constraint internals."""
         if isinstance(error, WatcherError):
             return error_response(error, self.retry_after)
-        if is_outage(error):
-            log.warning("database unavailable: %s", type(error).__name__)
+        if (busy := unavailable(error)) is not None:
+            log.warning("database unavailable: %s (%s)", type(error).__name__, sqlstate(error))
+            return error_response(busy, self.retry_after)
+        if is_data_error(error):
+            log.warning("database refused a value (sqlstate %s)", sqlstate(error))
             return error_response(
-                Unavailable("database unavailable, retry later"), self.retry_after
+                InvalidInput("invalid request: a value is out of range for the database"),
+                self.retry_after,
+            )
+        if is_integrity_error(error):
+            log.warning("database constraint violated (sqlstate %s)", sqlstate(error))
+            return error_response(
+                Conflict("the request conflicts with stored data"), self.retry_after
             )
         log.exception("unhandled error")
         return JSONResponse({"detail": "internal server error", "errors": []}, status_code=500)

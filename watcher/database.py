@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -52,14 +52,34 @@ _OUTAGE_SQLSTATES = {
     "08001",
     "08004",
 }
+# Reachable, but the statement was cancelled or rolled back for a reason that passes: the same
+# request may well succeed a moment later, so these are 503 + Retry-After too, not 500.
+_TRANSIENT_SQLSTATES = {
+    "57014",  # query_canceled: statement_timeout (or lock wait beyond it)
+    "40P01",  # deadlock_detected
+    "40001",  # serialization_failure
+    "55P03",  # lock_not_available (lock_timeout, NOWAIT)
+}
 
 
-def is_outage(error: BaseException) -> bool:
-    """True when `error` means "the database is unreachable", as opposed to a bad statement."""
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what it wraps: SQLAlchemy's `.orig`, then causes and contexts."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE somewhere in `error`'s chain, or None."""
+    return next((s for e in _chain(error) if (s := getattr(e, "sqlstate", None))), None)
+
+
+def is_outage(error: BaseException) -> bool:
+    """True when `error` means "the database is unreachable", as opposed to a bad statement."""
+    for current in _chain(error):
         if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
             return True
         if isinstance(current, sa_exc.TimeoutError):  # pool exhausted for pool_timeout
@@ -80,19 +100,51 @@ def is_outage(error: BaseException) -> bool:
             return True
         if getattr(current, "sqlstate", None) in _OUTAGE_SQLSTATES:
             return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when `error` is an outage, or a statement cancelled for now (statement timeout,
+    deadlock, serialization failure, lock not available): retrying later may succeed.
+
+    Kept apart from `is_outage`, which means "unreachable" only: a timed-out statement says
+    nothing about the connection, which stays in the pool."""
+    return is_outage(error) or sqlstate(error) in _TRANSIENT_SQLSTATES
+
+
+def unavailable(error: BaseException) -> Unavailable | None:
+    """The 503 for a transient `error` (the reason in words, never the SQL), or None."""
+    if is_outage(error):
+        return Unavailable("database unavailable, retry later")
+    if sqlstate(error) in _TRANSIENT_SQLSTATES:
+        return Unavailable("database busy (statement timeout or lock conflict), retry later")
+    return None
+
+
+def is_data_error(error: BaseException) -> bool:
+    """A value PostgreSQL refused (SQLSTATE class 22: out of range, invalid text…)."""
+    state = sqlstate(error)
+    return isinstance(error, sa_exc.DataError) or (state is not None and state.startswith("22"))
+
+
+def is_integrity_error(error: BaseException) -> bool:
+    """A constraint PostgreSQL enforced (SQLSTATE class 23: unique, foreign key, check…)."""
+    state = sqlstate(error)
+    return isinstance(error, sa_exc.IntegrityError) or (
+        state is not None and state.startswith("23")
+    )
 
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One transaction, committed on success; an outage surfaces as `Unavailable`."""
+    """One transaction, committed on success; an outage or a transient failure (see
+    `is_transient`) surfaces as `Unavailable`."""
     try:
         async with engine.begin() as conn:
             yield conn
     except Exception as error:
-        if is_outage(error):
-            raise Unavailable("database unavailable, retry later") from error
+        if (busy := unavailable(error)) is not None:
+            raise busy from error
         raise
 
 
@@ -110,6 +162,6 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
     except Exception as error:
-        if is_outage(error):
-            raise Unavailable("database unavailable, retry later") from error
+        if (busy := unavailable(error)) is not None:
+            raise busy from error
         raise
