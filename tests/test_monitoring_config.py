@@ -189,6 +189,174 @@ def test_slack_templates_render() -> None:
     assert "*Time:*" in out and "*Message:*" in out
 
 
+NOT_ENDED = "0001-01-01T00:00:00Z"  # Alertmanager's zero time: a firing alert's endsAt
+
+
+def _alert(status: str, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
+    ends = "2024-03-10T12:30:00Z" if status == "resolved" else NOT_ENDED
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": "2024-03-10T12:00:00Z",
+        "endsAt": ends,
+    }
+
+
+def render_slack(tmp_path: Path, status: str, *alerts: dict[str, Any]) -> tuple[str, str, str]:
+    """(title, color, text) of the Slack message for one notification group, by amtool."""
+    common = {
+        k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)
+    }
+    data = {
+        "receiver": f"slack-{common.get('severity', 'warning')}",
+        "status": status,
+        "alerts": list(alerts),
+        "groupLabels": {k: v for k, v in common.items() if k in ("alertname", "pipeline")},
+        "commonLabels": common,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+    }
+    path = tmp_path / "notification.json"
+    path.write_text(json.dumps(data))
+    out = run(
+        need("amtool"),
+        "template",
+        "render",
+        "--template.glob=alertmanager/templates/*.tmpl",
+        f"--template.data={path}",
+        '--template.text={{ template "watcher.slack.title" . }}\x1f'
+        '{{ template "watcher.slack.color" . }}\x1f{{ template "watcher.slack.text" . }}',
+    )
+    title, color, text = out.rstrip("\n").split("\x1f")
+    return title, color, text
+
+
+def test_a_critical_alert_renders_red_with_its_pipeline(tmp_path: Path) -> None:
+    failed = _alert(
+        "firing",
+        {
+            "alertname": "WatcherExecutionFailed",
+            "severity": "critical",
+            "pipeline": "orders",
+            "pipeline_type": "etl",
+        },
+        {
+            "summary": "Pipeline orders failed",
+            "description": "The last execution of orders (etl) ended unsuccessfully at "
+            "2024-03-10 11:58:00 +0000 UTC.",
+            "value": "failed",
+            "threshold": "success",
+        },
+    )
+    title, color, text = render_slack(tmp_path, "firing", failed)
+    assert title == "🔴 [FIRING:1] WatcherExecutionFailed — orders"
+    assert color == "danger"
+    assert text == (
+        "*🔴 CRITICAL* Pipeline orders failed\n"
+        "*Time:* 2024-03-10 12:00:00 UTC\n"
+        "*Message:* The last execution of orders (etl) ended unsuccessfully at "
+        "2024-03-10 11:58:00 +0000 UTC.\n"
+        "• *Pipeline:* `orders` (type `etl`)\n"
+        "• *Value:* failed\n"
+        "• *Expected threshold:* success"
+    )
+
+
+STALE = {
+    "alertname": "WatcherPipelineNotFresh",
+    "severity": "warning",
+    "pipeline": "orders",
+    "pipeline_type": "etl",
+    "rule_source": "child",
+}
+STALE_TEXT = {
+    "summary": "Pipeline orders is not fresh",
+    "description": "orders (etl) last changed its target 1h 30m 0s ago; its child freshness "
+    "rule allows 1h 0m 0s.",
+    "value": "1h 30m 0s",
+    "threshold": "1h 0m 0s",
+}
+
+
+def test_a_resolved_alert_renders_green_with_when_it_ended(tmp_path: Path) -> None:
+    title, color, text = render_slack(tmp_path, "resolved", _alert("resolved", STALE, STALE_TEXT))
+    assert title == "✅ [RESOLVED] WatcherPipelineNotFresh — orders"
+    assert color == "good"
+    assert text == (
+        "*✅ RESOLVED* Pipeline orders is not fresh\n"
+        "*Time:* 2024-03-10 12:00:00 UTC → resolved 2024-03-10 12:30:00 UTC\n"
+        "*Message:* orders (etl) last changed its target 1h 30m 0s ago; its child freshness "
+        "rule allows 1h 0m 0s.\n"
+        "• *Pipeline:* `orders` (type `etl`)\n"
+        "• *Value:* 1h 30m 0s\n"
+        "• *Expected threshold:* 1h 0m 0s\n"
+        "• *Rule source:* pipeline rule (child)"
+    )
+
+
+def test_a_group_of_alerts_renders_one_block_each_and_counts_the_firing(tmp_path: Path) -> None:
+    def anomaly(status: str, metric: str, z: str) -> dict[str, Any]:
+        labels = {
+            "alertname": "WatcherAnomalyDetected",
+            "severity": "warning",
+            "pipeline": "orders",
+            "pipeline_type": "etl",
+            "metric": metric,
+        }
+        annotations = {
+            "summary": f"Anomalous {metric} for pipeline orders",
+            "description": f"The latest {metric} of orders (etl) is {z} standard deviations "
+            "from its baseline; the rule allows 3.00.",
+            "value": f"|z| = {z}",
+            "threshold": "3.00",
+        }
+        return _alert(status, labels, annotations)
+
+    title, color, text = render_slack(
+        tmp_path,
+        "firing",
+        anomaly("firing", "inserts", "4.50"),
+        anomaly("firing", "total_rows", "3.50"),
+        anomaly("resolved", "duration_seconds", "3.20"),
+    )
+    assert title == "🟠 [FIRING:2] WatcherAnomalyDetected — orders"
+    assert color == "warning"
+    blocks = text.split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == [
+        "*🟠 WARNING* Anomalous inserts for pipeline orders",
+        "*🟠 WARNING* Anomalous total_rows for pipeline orders",
+        "*✅ RESOLVED* Anomalous duration_seconds for pipeline orders",
+    ]
+    assert blocks[1] == (
+        "*🟠 WARNING* Anomalous total_rows for pipeline orders\n"
+        "*Time:* 2024-03-10 12:00:00 UTC\n"
+        "*Message:* The latest total_rows of orders (etl) is 3.50 standard deviations from its "
+        "baseline; the rule allows 3.00.\n"
+        "• *Pipeline:* `orders` (type `etl`)\n"
+        "• *Metric:* `total_rows`\n"
+        "• *Value:* |z| = 3.50\n"
+        "• *Expected threshold:* 3.00"
+    )
+    assert "→ resolved 2024-03-10 12:30:00 UTC" in blocks[2]
+
+
+def test_a_group_across_pipelines_names_none_in_its_title(tmp_path: Path) -> None:
+    def stalled(job: str) -> dict[str, Any]:
+        labels = {"alertname": "WatcherSchedulerStalled", "severity": "warning", "job": job}
+        annotations = {
+            "summary": f"Watcher job {job} has not succeeded recently",
+            "description": f"Scheduled job {job} last succeeded 20m 0s ago.",
+            "value": "20m 0s",
+            "threshold": "15m 0s",
+        }
+        return _alert("firing", labels, annotations)
+
+    title, _, text = render_slack(tmp_path, "firing", stalled("freshness"), stalled("timeliness"))
+    assert title == "🟠 [FIRING:2] WatcherSchedulerStalled"
+    assert "*Pipeline:*" not in text and text.count("*🟠 WARNING*") == 2
+
+
 # --- Grafana ---------------------------------------------------------------------------------
 
 
