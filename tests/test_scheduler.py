@@ -13,8 +13,10 @@ from tests.check_helpers import make_pipeline, run
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from watcher.app import create_app
+from watcher.clock import Clock
 from watcher.embedded import EmbeddedPostgres
-from watcher.events import JobFinished
+from watcher.events import Events, JobFinished
+from watcher.scheduler import Scheduler
 
 LOCK_ID = 0x5C4ED
 CHECK_JOBS = ("timeliness", "freshness", "missed_runs", "anomaly_catchup")
@@ -243,3 +245,60 @@ async def test_the_lock_connection_asks_the_server_for_tcp_keepalives(
         }
     finally:
         await scheduler.stop()
+
+
+def stoppable(postgres: EmbeddedPostgres, lock_id: int, grace: float) -> Scheduler:
+    return Scheduler(
+        postgres.url,
+        lock_id=lock_id,
+        check_seconds=60,
+        clock=Clock(),
+        events=Events(),
+        stop_grace_seconds=grace,
+    )
+
+
+async def test_stop_lets_a_running_job_finish_before_releasing_leadership(
+    postgres: EmbeddedPostgres,
+) -> None:
+    scheduler = stoppable(postgres, 0x5EEE, grace=10)
+    began, finished = asyncio.Event(), asyncio.Event()
+    leading_at_the_end: list[bool] = []
+
+    async def slow_job() -> None:
+        began.set()
+        await asyncio.sleep(0.5)
+        leading_at_the_end.append(scheduler.is_leader and scheduler._conn is not None)
+        finished.set()
+
+    scheduler.add_job("slow", slow_job, seconds=0.05)
+    await scheduler.start()
+    await asyncio.wait_for(began.wait(), 5)
+    await scheduler.stop()
+    assert finished.is_set()  # not cancelled by APScheduler's shutdown
+    assert leading_at_the_end == [True]  # the lock was still held while it ran
+    assert not scheduler.is_leader and scheduler._conn is None
+
+
+async def test_stop_waits_no_longer_than_the_grace_then_cancels(
+    postgres: EmbeddedPostgres,
+) -> None:
+    scheduler = stoppable(postgres, 0x5EEF, grace=0.3)
+    began = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def stuck_job() -> None:
+        began.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    scheduler.add_job("stuck", stuck_job, seconds=0.05)
+    await scheduler.start()
+    await asyncio.wait_for(began.wait(), 5)
+    started = time.monotonic()
+    await scheduler.stop()
+    assert time.monotonic() - started < 3
+    assert cancelled == [True] and not scheduler.is_leader

@@ -172,6 +172,7 @@ def create_app(
             clock=clock,
             events=events,
             enabled=settings.scheduler_enabled,
+            stop_grace_seconds=settings.scheduler_stop_grace_seconds,
         ),
         registry=registry if registry is not None else CollectorRegistry(),
     )

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     leader_lock_id: int = 0x57A7C4E2
     leader_check_interval_seconds: float = Field(default=5.0, gt=0)
+    # On shutdown: how long running jobs may finish before leadership is released.
+    scheduler_stop_grace_seconds: float = Field(default=10.0, ge=0, le=300)
     timeliness_interval_seconds: float = Field(default=60.0, gt=0)
     timeliness_lookback_minutes: int = Field(default=60, ge=5)
     freshness_interval_seconds: float = Field(default=300.0, gt=0)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -55,6 +57,7 @@ class Scheduler:
         clock: Clock,
         events: Events,
         enabled: bool = True,
+        stop_grace_seconds: float = 10.0,
     ) -> None:
         self._dsn = dsn
         self._lock_id = lock_id
@@ -68,6 +71,8 @@ class Scheduler:
         self.last_run: dict[str, float] = {}
         self._conn: asyncpg.Connection | None = None
         self._aps: AsyncIOScheduler | None = None
+        self._stop_grace_seconds = stop_grace_seconds
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     def add_job(
         self, name: str, func: JobFunc, *, seconds: float, leader_only: bool = True
@@ -104,11 +109,51 @@ class Scheduler:
         self.running = True
 
     async def stop(self) -> None:
+        """Stop scheduling, let the runs in flight finish, then release leadership.
+
+        1. pause APScheduler: nothing new starts (its shutdown would cancel running jobs);
+        2. wait up to `stop_grace_seconds` for the jobs and leadership checks in flight;
+        3. shut APScheduler down, cancelling what outlived the grace, and wait for that;
+        4. release the lock. Released earlier, another replica could start a job this one is
+           still running, and the app disposes the engine under it right after `stop`.
+        """
         if self._aps is not None:
+            self._aps.pause()
+            await self._drain()
             self._aps.shutdown(wait=False)
             self._aps = None
+            await self._drain(cancel=True)
         self.running = False
         await self._release()
+
+    async def _drain(self, *, cancel: bool = False) -> None:
+        me = asyncio.current_task()
+        tasks = {t for t in self._in_flight if t is not me and not t.done()}
+        if not tasks:
+            return
+        if cancel:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=5)
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._stop_grace_seconds)
+        if late:
+            log.warning(
+                "jobs still running at shutdown; cancelling them",
+                extra={"grace_seconds": self._stop_grace_seconds, "jobs": len(late)},
+            )
+
+    @contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Count the current task as in flight (for `stop`) while the block runs."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
 
     async def run_job(self, name: str) -> bool:
         """Run one job now (if this replica may); report its outcome. True on success."""
@@ -118,7 +163,8 @@ class Scheduler:
         started = time.perf_counter()
         success = True
         try:
-            await job.func()
+            with self._tracked():
+                await job.func()
         except Exception:
             success = False
             log.exception("job failed", extra={"job": name})
@@ -133,7 +179,8 @@ class Scheduler:
         return success
 
     async def _check_leadership(self) -> None:
-        leader = await self._hold_lock()
+        with self._tracked():
+            leader = await self._hold_lock()
         if leader != self.is_leader:
             self.is_leader = leader
             log.info("leadership changed", extra={"is_leader": leader})
