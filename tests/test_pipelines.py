@@ -171,3 +171,54 @@ def test_pipeline_types_create_or_get_and_patch(client: httpx.Client) -> None:
 def test_unknown_routes_and_methods_use_the_error_envelope(client: httpx.Client) -> None:
     assert client.get("/nope").json() == {"detail": "not found", "errors": []}
     assert client.delete("/pipeline").status_code == 405
+
+
+def test_patch_with_id_and_name_renames_as_the_original_watcher_does(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    """The original's PATCH takes a required `id` and `name` as a field to update: giving
+    both renames. It used to ignore `name` silently."""
+    pipeline = make_pipeline(client)
+    renamed = client.patch("/pipeline", json={"id": pipeline["id"], "name": " Orders_V2 "})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "orders_v2"
+    assert live.sql("SELECT name FROM pipeline") == [{"name": "orders_v2"}]
+    kind = client.post("/pipeline_type", json={"name": "batch"}).json()
+    patched = client.patch("/pipeline_type", json={"id": kind["id"], "name": "nightly"})
+    assert patched.json()["name"] == "nightly"
+
+
+def test_renaming_onto_a_taken_name_is_409_and_changes_nothing(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    first, second = make_pipeline(client, name="first"), make_pipeline(client, name="second")
+    r = client.patch("/pipeline", json={"id": second["id"], "name": "first", "active": False})
+    assert r.status_code == 409, r.text
+    assert r.json()["errors"] == [{"loc": ["body", "name"], "msg": "already taken by another row"}]
+    rows = live.sql("SELECT id, name, active FROM pipeline ORDER BY id")
+    assert rows == [
+        {"id": first["id"], "name": "first", "active": True},
+        {"id": second["id"], "name": "second", "active": True},
+    ]
+
+
+def test_patch_by_name_alone_still_finds_the_row_by_name(client: httpx.Client) -> None:
+    make_pipeline(client, name="by_name")
+    r = client.patch("/pipeline", json={"name": "by_name", "active": False})
+    assert r.status_code == 200 and r.json()["name"] == "by_name"
+
+
+def test_an_unknown_schedule_timezone_is_422_even_without_a_schedule(
+    client: httpx.Client,
+) -> None:
+    make_pipeline(client, name="zoned")
+    for method, path, body in [
+        ("PATCH", "/pipeline", {"name": "zoned", "schedule_timezone": "Mars/Olympus"}),
+        ("POST", "/pipeline_type", {"name": "zoned_type", "schedule_timezone": "Europe/Pariss"}),
+        ("POST", "/pipeline", {"name": "z2", "pipeline_type_name": "t", "schedule_timezone": ""}),
+    ]:
+        r = client.request(method, path, json=body)
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["errors"][0]["loc"] == ["body", "schedule_timezone"]
+    ok = client.patch("/pipeline", json={"name": "zoned", "schedule_timezone": "Europe/Paris"})
+    assert ok.status_code == 200 and ok.json()["schedule_timezone"] == "Europe/Paris"

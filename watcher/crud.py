@@ -10,10 +10,14 @@ from typing import Any
 
 from pydantic import Field, model_validator
 from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watcher.errors import InvalidInput, NotFound
+from watcher.database import sqlstate
+from watcher.errors import Conflict, InvalidInput, NotFound
 from watcher.fields import Body, Id, Name
+
+UNIQUE_VIOLATION = "23505"
 
 
 class Page(Body):
@@ -22,7 +26,9 @@ class Page(Body):
 
 
 class ByIdOrName(Body):
-    """PATCH bodies name their row by `id` or by `name` (one of them)."""
+    """PATCH bodies name their row by `id` or by `name`. With both, `id` finds the row and
+    `name` renames it: the original Watcher's PATCH takes a required `id` and `name` as one of
+    the fields it updates, so `{"id": 3, "name": "new"}` must rename, not be refused."""
 
     id: Id | None = None
     name: Name | None = None
@@ -33,9 +39,14 @@ class ByIdOrName(Body):
             raise ValueError("give id or name")
         return self
 
+    @property
+    def renames(self) -> bool:
+        return self.id is not None and self.name is not None
+
     def changes(self) -> dict[str, Any]:
-        """The fields the caller set, except the key(s)."""
-        return {k: getattr(self, k) for k in self.model_fields_set - {"id", "name"}}
+        """The fields the caller set, except the key (and `name` unless it is a rename)."""
+        keys = {"id"} if self.renames else {"id", "name"}
+        return {k: getattr(self, k) for k in self.model_fields_set - keys}
 
 
 def row_dict(row: Any) -> dict[str, Any]:
@@ -85,9 +96,16 @@ async def patch(
     if not changes:
         row = (await conn.execute(select(table).where(where))).first()
     else:
-        row = (
-            await conn.execute(update(table).where(where).values(**changes).returning(table))
-        ).first()
+        statement = update(table).where(where).values(**changes).returning(table)
+        try:
+            row = (await conn.execute(statement)).first()
+        except IntegrityError as error:
+            if "name" in changes and sqlstate(error) == UNIQUE_VIOLATION:
+                raise Conflict(
+                    f"{what} named {changes['name']!r} already exists",
+                    [{"loc": ["body", "name"], "msg": "already taken by another row"}],
+                ) from None
+            raise
     if row is None:
         label = key.id if key.id is not None else repr(key.name)
         raise NotFound(f"{what} {label} not found")

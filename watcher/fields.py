@@ -10,7 +10,15 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from watcher.schema import ANOMALY_METRICS, DATEPARTS
 
@@ -204,6 +212,14 @@ class RuleFields(Body):
     schedule_timezone: Annotated[str, Field(max_length=64)] | None = None
     schedule_grace_seconds: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
 
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        # Checked on its own too: a PATCH may change the zone of a stored schedule.
+        if value is not None and (problem := _zone_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _pairs(self) -> RuleFields:
         for rule in ("freshness", "timeliness"):
@@ -224,6 +240,18 @@ def _check_schedule(schedule: str, timezone: str | None) -> None:
     problem = _schedule_problem(schedule, timezone or "UTC")
     if problem:
         raise ValueError(f"schedule/schedule_timezone invalid: {problem}")
+
+
+@lru_cache(maxsize=256)
+def _zone_problem(timezone: str) -> str | None:
+    """Why `timezone` is not a zone the scheduler can use, or None (resolved as CronTrigger does)."""
+    from apscheduler.util import astimezone
+
+    try:
+        astimezone(timezone)
+    except (ValueError, LookupError):
+        return f"unknown time zone {timezone!r} (an IANA name such as 'Europe/Paris')"
+    return None
 
 
 @lru_cache(maxsize=256)
