@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.conftest import LiveServer
 from tests.factories import address, end, make_pipeline, start
-from watcher.lineage import closure
+from watcher.lineage import MAX_ADDRESSES, closure
 
 
 def post_lineage(
@@ -143,3 +144,134 @@ def test_addresses_create_or_get_and_patch(client: httpx.Client) -> None:
         ]
         == "queue"
     )
+
+
+def related(client: httpx.Client, live: LiveServer, name: str, **params: int) -> dict:
+    r = client.get(f"/address_lineage/{address_id(live, name)}", params=params)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return {
+        side: sorted((a["address_name"], a["depth"]) for a in body[side])
+        for side in ("upstream", "downstream")
+    }
+
+
+def closure_rows(live: LiveServer) -> list[tuple[str, str, int]]:
+    rows = live.sql(
+        "SELECT s.name AS s, t.name AS t, c.depth FROM address_lineage_closure c"
+        " JOIN address s ON s.id = c.source_address_id"
+        " JOIN address t ON t.id = c.target_address_id ORDER BY 1, 2"
+    )
+    return [(r["s"], r["t"], r["depth"]) for r in rows]
+
+
+def test_a_diamond_through_the_api_has_one_row_per_pair_at_the_shortest_depth(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    # a → b → d, a → c → d, d → e: two paths from a to d (and e), one closure row each.
+    p = [make_pipeline(client, name=f"p{i}")["id"] for i in range(4)]
+    post_lineage(client, p[0], ["a"], ["b", "c"])
+    post_lineage(client, p[1], ["b"], ["d"])
+    post_lineage(client, p[2], ["c"], ["d"])
+    post_lineage(client, p[3], ["d"], ["e"])
+    assert closure_rows(live) == [
+        ("a", "b", 1),
+        ("a", "c", 1),
+        ("a", "d", 2),
+        ("a", "e", 3),
+        ("b", "d", 1),
+        ("b", "e", 2),
+        ("c", "d", 1),
+        ("c", "e", 2),
+        ("d", "e", 1),
+    ]
+    assert related(client, live, "a")["downstream"] == [("b", 1), ("c", 1), ("d", 2), ("e", 3)]
+    assert related(client, live, "d") == {
+        "upstream": [("a", 2), ("b", 1), ("c", 1)],
+        "downstream": [("e", 1)],
+    }
+    assert related(client, live, "e", depth=2)["upstream"] == [("b", 2), ("c", 2), ("d", 1)]
+
+
+def test_a_three_address_cycle_through_the_api_terminates_with_shortest_depths(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    p = [make_pipeline(client, name=f"p{i}")["id"] for i in range(3)]
+    post_lineage(client, p[0], ["a"], ["b"])
+    post_lineage(client, p[1], ["b"], ["c"])
+    post_lineage(client, p[2], ["c"], ["a"])  # closes the cycle
+    assert closure_rows(live) == [
+        ("a", "b", 1),
+        ("a", "c", 2),
+        ("b", "a", 2),
+        ("b", "c", 1),
+        ("c", "a", 1),
+        ("c", "b", 2),
+    ]  # no address is its own ancestor
+    assert related(client, live, "a") == {
+        "upstream": [("b", 2), ("c", 1)],
+        "downstream": [("b", 1), ("c", 2)],
+    }
+    assert related(client, live, "a", depth=1) == {"upstream": [("c", 1)], "downstream": [("b", 1)]}
+
+
+def test_unknown_ids_are_404_in_the_error_envelope(client: httpx.Client) -> None:
+    for path, detail in [
+        ("/address/4242", "address 4242 not found"),
+        ("/address_type/4242", "address type 4242 not found"),
+        ("/pipeline_execution/4242", None),
+    ]:
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.text)
+        assert set(r.json()) == {"detail", "errors"}
+        assert detail is None or r.json()["detail"] == detail
+
+
+def lineage_body(sources: list[dict], targets: list[dict] | None = None) -> dict:
+    return {"pipeline_id": 1, "source_addresses": sources, "target_addresses": targets or []}
+
+
+def test_an_address_without_its_type_group_is_422_naming_it(client: httpx.Client) -> None:
+    spec = {"name": "a", "address_type_name": "postgres"}
+    r = client.post("/address_lineage", json=lineage_body([spec]))
+    assert r.status_code == 422, r.text
+    locs = [e["loc"] for e in r.json()["errors"]]
+    assert ["body", "source_addresses", 0, "address_type_group_name"] in locs
+    assert client.post("/address", json=spec).status_code == 422
+
+
+def test_more_than_a_thousand_addresses_per_side_is_422(client: httpx.Client) -> None:
+    many = [address(f"t{i}") for i in range(MAX_ADDRESSES + 1)]
+    r = client.post("/address_lineage", json=lineage_body([address("s")], many))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["body", "target_addresses"]
+
+
+@pytest.mark.parametrize("depth, status", [(0, 422), (1, 200), (1000, 200), (1001, 422)])
+def test_lineage_depth_is_bounded(
+    client: httpx.Client, live: LiveServer, depth: int, status: int
+) -> None:
+    post_lineage(client, make_pipeline(client)["id"], ["a"], ["b"])
+    r = client.get(f"/address_lineage/{address_id(live, 'a')}", params={"depth": depth})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert r.json()["errors"][0]["loc"] == ["query", "depth"]
+
+
+@pytest.mark.parametrize("path", ["/address", "/address_type", "/pipeline", "/pipeline_execution"])
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"limit": 1000, "offset": 2**31}, 200),
+        ({"limit": 0}, 422),
+        ({"limit": 1001}, 422),
+        ({"offset": -1}, 422),
+        ({"offset": 2**31 + 1}, 422),
+        ({"limit": "ten"}, 422),
+    ],
+)
+def test_paging_bounds(client: httpx.Client, path: str, params: dict, status: int) -> None:
+    r = client.get(path, params=params)
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert r.json()["errors"][0]["loc"] == ["query", next(iter(params))]
