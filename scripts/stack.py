@@ -6,8 +6,10 @@
 The repository's configs (monitoring/prometheus.yml, monitoring/rules/, alertmanager/) are
 rendered into a run directory (default .watcher-data/stack/, git-ignored) with this
 machine's addresses, then both binaries start on loopback. Options:
-- WATCHER_METRICS_TOKEN_FILE (or --token-file): a file holding a token with the "read"
-  scope, for a Watcher with authentication on; Prometheus sends it as a bearer token.
+- WATCHER_METRICS_TOKEN_FILE (or --token-file; default secrets/metrics_token when it exists,
+  the file monitoring/prometheus.yml names): a token with the "read" scope, for a Watcher with
+  authentication on; Prometheus sends it as a bearer token. Without one, the scrape config
+  goes without `authorization` (a Watcher with WATCHER_AUTH_ENABLED=false).
 - SLACK_WEBHOOK_URL, or --slack-webhook-url-file (default secrets/slack_webhook_url): the
   Slack incoming webhook; written into the run directory, never into the repository.
 - --postgres-dsn: also start prometheus-postgres-exporter for the database panels.
@@ -35,6 +37,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "monitoring"
+DEFAULT_TOKEN_FILE = ROOT / "secrets" / "metrics_token"  # what monitoring/prometheus.yml names
 ALERTMANAGER = ROOT / "alertmanager"
 BINARIES = {
     "prometheus": ("prometheus",),
@@ -79,8 +82,11 @@ def prometheus_config(
     jobs = [j for j in config["scrape_configs"] if j["job_name"] in targets]
     for job in jobs:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-        if job["job_name"] == "watcher" and token_file is not None:
-            job["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
+        if job["job_name"] == "watcher":
+            # The repository's path is relative to monitoring/, not to the run directory.
+            job.pop("authorization", None)
+            if token_file is not None:
+                job["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
     if addresses.postgres_exporter:
         jobs.append(
             {"job_name": "postgres", "static_configs": [{"targets": [addresses.postgres_exporter]}]}
@@ -225,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     exporter = "127.0.0.1:9187" if args.postgres_dsn else None
     addresses = Addresses(args.watcher, args.prometheus, args.alertmanager, exporter)
     token = Path(args.token_file).resolve() if args.token_file else None
+    if token is None and DEFAULT_TOKEN_FILE.exists():
+        token = DEFAULT_TOKEN_FILE
+    if token is None:
+        print(
+            f"stack: no token file ({DEFAULT_TOKEN_FILE.relative_to(ROOT)} or "
+            "WATCHER_METRICS_TOKEN_FILE): scraping without authentication, which only works "
+            "with WATCHER_AUTH_ENABLED=false",
+            file=sys.stderr,
+        )
     prom_config = prometheus_config(run_dir, addresses, token_file=token, fast=args.fast)
     am_config = alertmanager_config(run_dir, _slack_url_file(args, run_dir), fast=args.fast)
     processes = [
