@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import LiveServer
 from watcher.embedded import EmbeddedPostgres
-from watcher.fields import Name
+from watcher.fields import MAX_BODY_DEPTH, MAX_METADATA_DEPTH, Name, body_problem, json_depth
 from watcher.lineage import closure
 from watcher.rules import FIXED_SECONDS, Rule, add_datepart, resolve
 from watcher.timeliness import LEAST_SECONDS
@@ -210,3 +210,64 @@ def test_accepted_names_satisfy_the_database_constraint(name_check: Any, raw: st
     except ValidationError:
         return
     assert name_check(name), repr(name)
+
+
+# -- regressions: inputs that once answered 500 ------------------------------------------
+
+
+def _deep(kind: str, depth: int) -> bytes:
+    """`depth` nested arrays or objects as JSON text (no encoder goes that deep)."""
+    opening, closing = (b"[", b"]") if kind == "list" else (b'{"k": ', b"}")
+    return opening * depth + (b"1" if kind == "dict" else b"") + closing * depth
+
+
+def _pipeline_with(field: str, raw: bytes) -> bytes:
+    return b'{"name": "fz", "pipeline_type_name": "t", "' + field.encode() + b'": ' + raw + b"}"
+
+
+Case = tuple[str, str, dict[str, Any] | bytes | None, dict[str, str] | None]
+# fields._assume_utc: OverflowError converting these to UTC
+UTC_OVERFLOWS = ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
+ENDED = {"id": 1, "completed_successfully": True}
+REGRESSIONS: list[Case] = [
+    *(
+        ("POST", "/start_pipeline_execution", {"pipeline_id": 1, "start_date": t}, None)
+        for t in UTC_OVERFLOWS
+    ),
+    *(("POST", "/end_pipeline_execution", ENDED | {"end_date": t}, None) for t in UTC_OVERFLOWS),
+    *(("GET", "/pipeline_execution", None, {"since": t}) for t in UTC_OVERFLOWS),
+    # fields._metadata: orjson.dumps TypeError past 255 levels, before the depth check
+    ("POST", "/pipeline", _pipeline_with("pipeline_metadata", _deep("dict", 300)), None),
+    # fields._find_nul: RecursionError at ~1000 levels, even in an ignored field
+    ("POST", "/pipeline", _pipeline_with("ignored", _deep("list", 1000)), None),
+    ("POST", "/pipeline", _pipeline_with("ignored", _deep("dict", 1000)), None),
+    # deeper than orjson.loads' 1024 levels
+    ("POST", "/pipeline", _pipeline_with("ignored", _deep("list", 1100)), None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "params"), REGRESSIONS)
+def test_inputs_that_once_answered_500_are_refused_with_422(
+    client: Any,
+    method: str,
+    path: str,
+    body: dict[str, Any] | bytes | None,
+    params: dict[str, str] | None,
+) -> None:
+    if isinstance(body, bytes):
+        r = client.request(method, path, content=body, headers={"content-type": "application/json"})
+    else:
+        r = client.request(method, path, json=body, params=params)
+    assert r.status_code == 422, r.text
+    assert set(r.json()) == {"detail", "errors"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3000), st.sampled_from(["list", "dict"]))
+def test_body_checks_never_recurse_whatever_the_depth(depth: int, kind: str) -> None:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"k": value}
+    problem = body_problem({"x": value})
+    assert (problem is None) == (depth < MAX_BODY_DEPTH)
+    assert json_depth(value, MAX_METADATA_DEPTH) == min(depth, MAX_METADATA_DEPTH + 1)
