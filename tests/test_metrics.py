@@ -408,6 +408,40 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
     return name, frozenset(labels.items())
 
 
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_execution_counters_encode_byte_for_byte_as_prometheus_client(openmetrics: bool) -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_om
+
+    from watcher.metrics import PipelineCounters
+
+    counters = PipelineCounters()
+    counters.inc(counters.started, ('we"ird\\name\nx', "typé ✓"))
+    counters.inc(counters.finished, ("orders", "etl", "success"), 3)
+    counters.inc(counters.rows, ("orders", "etl", "insert"), 1e21)
+    counters.inc(counters.rows, ("orders", "etl", "total"), 12345678.5)
+    registry = CollectorRegistry()
+    registry.register(counters)
+    reference = (generate_om if openmetrics else generate_latest)(registry)
+    assert counters.encode(openmetrics) == reference.removesuffix(b"# EOF\n")
+    counters.inc(counters.finished, ("orders", "etl", "success"))  # values move, prefixes stay
+    assert b'status="success"} 4.0' in counters.encode(openmetrics)
+
+
+def test_a_scrape_has_every_registry_family_exactly_once(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    make_pipeline(client, "orders")
+    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+
+    om = client.get("/metrics", headers={"Accept": "application/openmetrics-text"}).text
+    scraped = [f.name for f in parse_om(om)]  # the OpenMetrics parser knows `_created`
+    assert len(scraped) == len(set(scraped))
+    store = live.services.state["metrics_snapshot"]
+    families = [*live.services.registry.collect(), *store.registry.collect()]
+    assert set(scraped) == {f.name for f in families}
+
+
 def test_metrics_negotiates_text_and_openmetrics(client: httpx.Client) -> None:
     text = client.get("/metrics")
     assert text.headers["content-type"].startswith("text/plain; version=0.0.4")

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,7 +37,13 @@ from watcher.events import (
     JobFinished,
     RequestFinished,
 )
-from watcher.metrics_snapshot import SnapshotCollector, SnapshotStore, load_snapshot
+from watcher.metrics_snapshot import (
+    SnapshotCollector,
+    SnapshotStore,
+    counter_header,
+    escape_label_value,
+    load_snapshot,
+)
 from watcher.routing import Router
 from watcher.scheduler import Scheduler
 from watcher.services import Services, services_of
@@ -58,6 +65,16 @@ class _Sums:
     documentation: str
     labels: tuple[str, ...]
     values: dict[tuple[str, ...], float] = field(default_factory=dict)
+    # Each series' `name{labels} ` once: a scrape then only formats the values.
+    prefixes: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def prefix(self, key: tuple[str, ...]) -> str:
+        found = self.prefixes.get(key)
+        if found is None:
+            pairs = sorted(zip(self.labels, key, strict=True))  # prometheus_client's order
+            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs)
+            found = self.prefixes[key] = f"{self.name}{{{labels}}} "
+        return found
 
 
 class PipelineCounters(Collector):
@@ -109,6 +126,7 @@ class PipelineCounters(Collector):
             for sums in self._families():
                 if any(key[0] not in keep for key in sums.values):
                     sums.values = {k: v for k, v in sums.values.items() if k[0] in keep}
+                    sums.prefixes = {k: v for k, v in sums.prefixes.items() if k[0] in keep}
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -119,6 +137,22 @@ class PipelineCounters(Collector):
                 family.add_metric(labels, value)
             yield family
 
+    def encode(self, openmetrics: bool) -> bytes:
+        """`collect()` as exposition text, byte for byte, at a fraction of the cost.
+
+        These series move with every execution, so unlike the snapshot they cannot be
+        encoded once per refresh; with 10,000 pipelines that ran, prometheus_client's
+        encoder took ~230 ms per scrape. Each series' name and labels are formatted once
+        and kept, so a scrape formats only the values.
+        """
+        with self._lock:
+            copies = [(sums, list(sums.values.items())) for sums in self._families()]
+        out: list[str] = []
+        for sums, items in copies:
+            out.append(counter_header(sums.name, sums.documentation, openmetrics))
+            out += [f"{sums.prefix(key)}{floatToGoString(value)}\n" for key, value in items]
+        return "".join(out).encode()
+
     def _families(self) -> tuple[_Sums, ...]:
         return self.started, self.finished, self.rows
 
@@ -126,9 +160,12 @@ class PipelineCounters(Collector):
 class Metrics:
     """The event-fed families; one instance per registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, include_pipeline_counters: bool = True
+    ) -> None:
         self.pipelines = PipelineCounters()
-        registry.register(self.pipelines)
+        if include_pipeline_counters:
+            registry.register(self.pipelines)
         self.execution_duration = Histogram(
             "watcher_execution_duration_seconds",
             "Duration of ended executions, by pipeline type.",
@@ -202,6 +239,18 @@ class Metrics:
         events.subscribe(JobFinished, self.job_finished)
 
 
+class _Union(Collector):
+    """Several collectors as one: `services.registry` reads the exposed registry and the
+    per-pipeline execution counters together."""
+
+    def __init__(self, *collectors: Collector) -> None:
+        self._collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self._collectors:
+            yield from collector.collect()
+
+
 class SchedulerCollector(Collector):
     """Leadership, job intervals and last successes, read from memory at scrape time.
 
@@ -264,27 +313,35 @@ async def refresh_snapshot(services: Services, store: SnapshotStore) -> None:
 
 
 def exposition(services: Services, accept: str) -> tuple[bytes, str]:
-    """The registry's families plus the cached per-pipeline ones, in the negotiated format."""
+    """The registry's families in the negotiated format, the per-pipeline ones encoded by
+    Watcher itself: the execution counters from their kept prefixes, the snapshot's cached.
+
+    `services.registry` holds every family (tests read samples from it); what scrapes
+    encode through prometheus_client is `exposed`, the same collectors without the
+    per-pipeline execution counters, which `PipelineCounters.encode` renders instead.
+    """
     encoder, content_type = choose_encoder(accept)
-    live = encoder(services.registry)
-    store: SnapshotStore | None = services.state.get("metrics_snapshot")
-    if store is None or store.current is None:
-        return live, content_type
-    # OpenMetrics ends with one "# EOF": the cached part brings it.
     openmetrics = content_type.startswith("application/openmetrics-text")
-    return live.removesuffix(b"# EOF\n") + store.encoded(openmetrics), content_type
+    metrics: Metrics = services.state["metrics"]
+    live = encoder(services.state["metrics_exposed"]).removesuffix(b"# EOF\n")
+    live += metrics.pipelines.encode(openmetrics)
+    store: SnapshotStore = services.state["metrics_snapshot"]
+    # OpenMetrics ends with one "# EOF": the snapshot's part brings it.
+    return live + store.encoded(openmetrics), content_type
 
 
 def setup(services: Services) -> None:
     """Register the families and the collector, subscribe to events, schedule the snapshot."""
-    metrics = Metrics(services.registry)
+    exposed = CollectorRegistry(auto_describe=False)  # encoded by prometheus_client
+    metrics = Metrics(exposed, include_pipeline_counters=False)
     metrics.subscribe(services)
     store = SnapshotStore()
-    registry = services.registry
-    registry.register(SchedulerCollector(services.scheduler, metrics, time.time()))
-    registry.register(SnapshotCollector(store, services.clock.now, pool_stats(services)))
-    ProcessCollector(registry=registry)  # process_* (CPU, memory, fds) for the health board
+    exposed.register(SchedulerCollector(services.scheduler, metrics, time.time()))
+    exposed.register(SnapshotCollector(store, services.clock.now, pool_stats(services)))
+    ProcessCollector(registry=exposed)  # process_* (CPU, memory, fds) for the health board
+    services.registry.register(_Union(exposed, metrics.pipelines))
     services.state["metrics"] = metrics
+    services.state["metrics_exposed"] = exposed
     services.state["metrics_snapshot"] = store
 
     async def snapshot_job() -> None:

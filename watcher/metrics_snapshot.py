@@ -177,7 +177,9 @@ async def _pipeline_rows(conn: AsyncConnection) -> list[Any]:
             t.c[f"mute_{check}_check"].label(f"type_mute_{check}_check"),
         ]
     query = select(*columns).select_from(p.join(t)).where(p.c.active).order_by(p.c.id)
-    return list((await conn.execute(query)).mappings())
+    # Plain dicts: each row is split and read a dozen times, and a RowMapping's items() and
+    # keys() are rebuilt on every call (a third of a 10,000-pipeline refresh went there).
+    return [dict(row) for row in (await conn.execute(query)).mappings()]
 
 
 async def _last_executions(conn: AsyncConnection) -> dict[int, Any]:
@@ -597,7 +599,7 @@ def _pipeline_families(states: Iterable[PipelineState], now: datetime) -> Iterat
 # (tests compare the two) in a fraction of the time and memory.
 
 
-def _escape_value(value: str) -> str:
+def escape_label_value(value: str) -> str:
     if "\\" in value or "\n" in value or '"' in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return value
@@ -608,12 +610,17 @@ def _label_string(family: Family, base: str, extra: tuple[str, ...]) -> str:
     # "rule_source" and "status" after "pipeline_type".
     before = after = ""
     for name, value in zip(family.extra, extra, strict=True):
-        part = f'{name}="{_escape_value(value)}"'
+        part = f'{name}="{escape_label_value(value)}"'
         if name < "pipeline":
             before += part + ","
         else:
             after += "," + part
     return f"{{{before}{base}{after}}}"
+
+
+def counter_header(name: str, doc: str, openmetrics: bool) -> str:
+    """HELP and TYPE of a counter named `name` (ending in `_total`), as prometheus_client."""
+    return _header(name.removesuffix("_total"), doc, "counter", openmetrics)
 
 
 def _header(name: str, doc: str, kind: str, openmetrics: bool) -> str:
@@ -634,8 +641,8 @@ def encode_snapshot(snapshot: Snapshot, openmetrics: bool) -> bytes:
     """
     lines: dict[int, list[str]] = {id(f): [] for f in FAMILIES}
     for state in snapshot.pipelines:
-        base = f'pipeline="{_escape_value(state.name)}",'
-        base += f'pipeline_type="{_escape_value(state.pipeline_type)}"'
+        base = f'pipeline="{escape_label_value(state.name)}",'
+        base += f'pipeline_type="{escape_label_value(state.pipeline_type)}"'
         for family, extra, value in pipeline_samples(state, snapshot.taken_at):
             labels = _label_string(family, base, extra) if extra else f"{{{base}}}"
             lines[id(family)].append(f"{family.sample_name}{labels} {floatToGoString(value)}\n")
