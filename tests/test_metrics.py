@@ -573,3 +573,20 @@ def seed_pipelines(live: LiveServer, count: int) -> None:
         "INSERT INTO anomaly_detection_rule (pipeline_id, metric_field) "
         "SELECT id, 'total_rows' FROM pipeline WHERE name LIKE 'bulk\\_%'"
     )
+
+
+def test_the_snapshot_exports_the_latest_of_several_ended_executions(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    pid = make_pipeline(client, "orders")["id"]
+    base = NOW - timedelta(days=2)
+    for hours, ok, rows in ((0, True, 10), (5, False, 20), (3, True, 30)):  # not in order
+        eid = start(client, pid, start_date=(base + timedelta(hours=hours)).isoformat())
+        ended = base + timedelta(hours=hours, minutes=10)
+        end(client, eid, ok, end_date=ended.isoformat(), total_rows=rows).raise_for_status()
+    store = live.services.state["metrics_snapshot"]
+    live.run(lambda: refresh_snapshot(live.services, store))
+    value = store.registry.get_sample_value
+    labels = {"pipeline": "orders", "pipeline_type": "extraction"}
+    assert value("watcher_pipeline_last_execution_success", labels) == 0  # the 5-hour one
+    assert value("watcher_pipeline_last_execution_rows", labels | {"operation": "total"}) == 20

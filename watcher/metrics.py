@@ -30,7 +30,6 @@ from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
-from watcher.database import transaction
 from watcher.events import (
     ExecutionEnded,
     ExecutionStarted,
@@ -47,6 +46,7 @@ from watcher.metrics_snapshot import (
 from watcher.routing import Router
 from watcher.scheduler import Scheduler
 from watcher.services import Services, services_of
+from watcher.sql import raw_autocommit
 
 router = Router()
 
@@ -304,8 +304,9 @@ def pool_stats(services: Services) -> Callable[[], tuple[int, int, int]]:
 
 
 async def refresh_snapshot(services: Services, store: SnapshotStore) -> None:
-    async with transaction(services.engine) as conn:
-        snapshot = await load_snapshot(conn, services.clock.now())
+    async with raw_autocommit(services.engine) as db:
+        async with db.conn.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await load_snapshot(db, services.clock.now())
     store.replace(snapshot)
     services.state["metrics"].retain_pipelines({p.name for p in snapshot.pipelines})
     # Encode the scrapers' format now, off the event loop, so the next scrape finds it ready.

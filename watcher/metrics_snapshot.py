@@ -25,10 +25,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select, text, true
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher import schema
 from watcher.rules import Rule, resolve, split_row
+from watcher.sql import DriverSession, Statement
 
 DML_OPERATIONS = ("insert", "update", "soft_delete", "total")
 TIMELINESS_STATUSES = ("running", "completed")
@@ -165,7 +165,7 @@ def _last_execution(row: Any) -> LastExecution | None:
     )
 
 
-async def _pipeline_rows(conn: AsyncConnection) -> list[Any]:
+def _pipeline_rows_query() -> Statement:
     p, t = schema.pipeline, schema.pipeline_type
     columns = [p.c.id, p.c.name, t.c.name.label("pipeline_type"), p.c.watermark]
     columns += [p.c.last_target_insert, p.c.last_target_update, p.c.last_target_soft_delete]
@@ -176,13 +176,10 @@ async def _pipeline_rows(conn: AsyncConnection) -> list[Any]:
             t.c[f"{check}_datepart"].label(f"type_{check}_datepart"),
             t.c[f"mute_{check}_check"].label(f"type_mute_{check}_check"),
         ]
-    query = select(*columns).select_from(p.join(t)).where(p.c.active).order_by(p.c.id)
-    # Plain dicts: each row is split and read a dozen times, and a RowMapping's items() and
-    # keys() are rebuilt on every call (a third of a 10,000-pipeline refresh went there).
-    return [dict(row) for row in (await conn.execute(query)).mappings()]
+    return Statement(select(*columns).select_from(p.join(t)).where(p.c.active).order_by(p.c.id))
 
 
-async def _last_executions(conn: AsyncConnection) -> dict[int, Any]:
+def _last_executions_query() -> Statement:
     # Latest ended execution by start: walks ix_pipeline_execution_pipeline_id_start_date
     # backwards per active pipeline instead of sorting the whole history.
     p, e = schema.pipeline, schema.pipeline_execution
@@ -193,29 +190,38 @@ async def _last_executions(conn: AsyncConnection) -> dict[int, Any]:
         .limit(1)
         .lateral()
     )
-    query = select(latest).select_from(p.join(latest, true())).where(p.c.active)
-    return {row["pipeline_id"]: row for row in (await conn.execute(query)).mappings()}
+    return Statement(select(latest).select_from(p.join(latest, true())).where(p.c.active))
 
 
-async def _running(conn: AsyncConnection) -> dict[int, tuple[int, datetime]]:
-    e = schema.pipeline_execution  # partial index ix_pipeline_execution_running
-    query = (
-        select(e.c.pipeline_id, func.count(), func.min(e.c.start_date))
-        .where(e.c.end_date.is_(None))
-        .group_by(e.c.pipeline_id)
+def _counts_query(table: Any, *extra: Any) -> Statement:
+    return Statement(
+        select(table.c.pipeline_id, *extra, func.count()).group_by(table.c.pipeline_id, *extra)
     )
-    return {pid: (n, oldest) for pid, n, oldest in await conn.execute(query)}
 
 
-async def _counts(conn: AsyncConnection, table: Any, *extra: Any) -> dict[Any, int]:
-    query = select(table.c.pipeline_id, *extra, func.count()).group_by(table.c.pipeline_id, *extra)
-    return {tuple(row[:-1]) if extra else row[0]: row[-1] for row in await conn.execute(query)}
-
+_e, _p, _pruned_t = schema.pipeline_execution, schema.pipeline, schema.pruned_log_count
+_timeliness_log = schema.timeliness_pipeline_execution_log
+PIPELINE_ROWS = _pipeline_rows_query()
+LAST_EXECUTIONS = _last_executions_query()
+RUNNING_COUNTS = Statement(  # the partial index ix_pipeline_execution_running
+    select(_e.c.pipeline_id, func.count(), func.min(_e.c.start_date))
+    .where(_e.c.end_date.is_(None))
+    .group_by(_e.c.pipeline_id)
+)
+TIMELINESS_COUNTS = _counts_query(_timeliness_log, _timeliness_log.c.execution_status)
+FRESHNESS_COUNTS = _counts_query(schema.freshness_pipeline_log)
+MISSED_COUNTS = _counts_query(schema.missed_run_log)
+# Log rows removed by cleanup, added back so the exported counters never go down.
+PRUNED = Statement(
+    select(_pruned_t.c.pipeline_id, _pruned_t.c.kind, _pruned_t.c.label, _pruned_t.c.rows)
+)
+INACTIVE = Statement(select(func.count()).where(~_p.c.active))
 
 # Per active rule: its latest result's z-score (one probe of ix_anomaly_detection_result_
 # rule_latest) and its number of anomalies (the partial ix_anomaly_detection_result_anomalies:
 # only anomalous results are read, however many results there are).
-ANOMALY_STATE = text("""
+ANOMALY_STATE = Statement(
+    text("""
 SELECT r.pipeline_id, r.metric_field, r.z_threshold, latest.z_score,
        COALESCE(found.n, 0) + COALESCE(pruned.rows, 0) AS detected
 FROM anomaly_detection_rule r
@@ -233,39 +239,27 @@ LEFT JOIN pruned_log_count pruned
 WHERE r.active
 ORDER BY r.pipeline_id, r.metric_field
 """)
+)
 
 
-async def _anomaly_rows(conn: AsyncConnection) -> dict[int, list[Any]]:
-    by_pipeline: dict[int, list[Any]] = defaultdict(list)
-    for row in (await conn.execute(ANOMALY_STATE)).mappings():
-        by_pipeline[row["pipeline_id"]].append(row)
-    return by_pipeline
-
-
-async def _pruned(conn: AsyncConnection) -> dict[tuple[int, str, str], int]:
-    """Log rows removed by cleanup, added back so the exported counters never go down."""
-    t = schema.pruned_log_count
-    query = select(t.c.pipeline_id, t.c.kind, t.c.label, t.c.rows)
-    return {(pid, kind, label): n for pid, kind, label, n in await conn.execute(query)}
-
-
-async def load_snapshot(conn: AsyncConnection, now: datetime) -> Snapshot:
-    """Read every active pipeline's state in one transaction (`conn` is in it)."""
+async def load_snapshot(db: DriverSession, now: datetime) -> Snapshot:
+    """Read every active pipeline's state; `db` is in one REPEATABLE READ transaction, so
+    every query sees the same moment. The reads go to the driver directly: SQLAlchemy's
+    async cursor wraps rows one at a time, and at 10,000 pipelines (60,000 anomaly rules)
+    that was most of a refresh."""
     started = time.perf_counter()
-    pipelines = await _pipeline_rows(conn)
-    last = await _last_executions(conn)
-    running = await _running(conn)
-    timeliness = await _counts(
-        conn,
-        schema.timeliness_pipeline_execution_log,
-        schema.timeliness_pipeline_execution_log.c.execution_status,
-    )
-    freshness = await _counts(conn, schema.freshness_pipeline_log)
-    missed = await _counts(conn, schema.missed_run_log)
-    anomalies = await _anomaly_rows(conn)
-    pruned = await _pruned(conn)
-    p = schema.pipeline
-    inactive = (await conn.execute(select(func.count()).where(~p.c.active))).scalar_one()
+    # Plain dicts: each row is split and read a dozen times.
+    pipelines = [dict(row) for row in await db.fetch(PIPELINE_ROWS)]
+    last = {row["pipeline_id"]: row for row in await db.fetch(LAST_EXECUTIONS)}
+    running = {pid: (n, oldest) for pid, n, oldest in await db.fetch(RUNNING_COUNTS)}
+    timeliness = {(pid, status): n for pid, status, n in await db.fetch(TIMELINESS_COUNTS)}
+    freshness = {pid: n for pid, n in await db.fetch(FRESHNESS_COUNTS)}
+    missed = {pid: n for pid, n in await db.fetch(MISSED_COUNTS)}
+    anomalies: dict[int, list[Any]] = defaultdict(list)
+    for row in await db.fetch(ANOMALY_STATE):
+        anomalies[row["pipeline_id"]].append(row)
+    pruned = {(pid, kind, label): n for pid, kind, label, n in await db.fetch(PRUNED)}
+    inactive = (await db.fetch(INACTIVE))[0][0]
     states = tuple(
         build_state(
             row,

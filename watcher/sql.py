@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.util import greenlet_spawn
 
 from watcher.database import is_outage
@@ -36,21 +36,28 @@ Row = Mapping[str, Any]
 
 
 class Statement:
-    """A text statement with `:name` parameters, also compiled to asyncpg's `$n` form."""
+    """A statement (text with `:name` parameters, or Core), also compiled to asyncpg's form."""
 
-    def __init__(self, clause: TextClause) -> None:
+    def __init__(self, clause: Executable) -> None:
         self.clause = clause
         compiled = clause.compile(dialect=PGDialect_asyncpg())
         self.sql = str(compiled)
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        # Values Core put in the statement itself (`.limit(1)` is `LIMIT $1`).
+        self._defaults = {
+            name: bind.effective_value
+            for name, bind in compiled.binds.items()
+            if bind.effective_value is not None
+        }
         # JSONB parameters go to the driver as JSON text (SQLAlchemy serialises them itself).
         self._json = frozenset(
-            name for name, bind in clause._bindparams.items() if isinstance(bind.type, JSONB)
+            name for name, bind in compiled.binds.items() if isinstance(bind.type, JSONB)
         )
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments for `self.sql`; absent parameters are NULL."""
-        values = [params.get(name) for name in self.names]
+        defaults = self._defaults
+        values = [params.get(name, defaults.get(name)) for name in self.names]
         if self._json:
             for i, name in enumerate(self.names):
                 if name in self._json and values[i] is not None:
@@ -81,6 +88,11 @@ class DriverSession:
             return await self.conn.fetchrow(statement.sql, *statement.args(params))
         except asyncpg.IntegrityConstraintViolationError as error:
             raise ConstraintViolated(getattr(error, "constraint_name", None)) from error
+
+    async def fetch(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list:
+        """Every row at once (the driver builds them in C; SQLAlchemy's async cursor fetches
+        and wraps one row at a time, most of the time a large read spends)."""
+        return await self.conn.fetch(statement.sql, *statement.args(params or {}))
 
 
 class AlchemySession:
