@@ -765,3 +765,28 @@ def test_concurrent_duplicates_of_a_new_run_record_it_once(
     assert execution(live, run_id)["completed_successfully"] is True
     assert len(live.sql("SELECT * FROM pipeline WHERE name LIKE 'race.%'")) == 2
     assert len(live.sql("SELECT * FROM address_lineage")) == 1
+
+
+@pytest.mark.parametrize("depth", [40, 300, 1000])
+def test_a_facet_nested_too_deep_to_keep_is_dropped_and_the_event_recorded(
+    live: LiveServer, client: httpx.Client, depth: int
+) -> None:
+    deep = '{"child":' * depth + '"leaf"' + "}" * depth  # deeper than orjson can write
+    run_id = new_id()
+    event = valid(
+        run={"runId": run_id, "facets": {"spark.plan": "DEEP", "small": {"ok": 1}}},
+        inputs=[{"namespace": "postgres://db:5432", "name": "db.public.src", "facets": {}}],
+    )
+    event["inputs"][0]["facets"] = {"x": "DEEP"}
+    body = orjson.dumps(event).replace(b'"DEEP"', deep.encode())
+    response = client.post("/api/v1/lineage", content=body)
+    assert response.status_code == 201, response.text
+    facets = execution(live, run_id)["execution_metadata"]["openlineage"]["facets"]
+    assert "spark.plan" not in facets and facets["small"] == {"ok": 1}
+
+
+def test_an_event_nested_too_deep_outside_its_facets_is_refused(client: httpx.Client) -> None:
+    deep = '{"a":' * 300 + "1" + "}" * 300
+    body = orjson.dumps(valid(producer="DEEP")).replace(b'"DEEP"', deep.encode())
+    response = client.post("/api/v1/lineage", content=body)
+    assert response.status_code == 422 and "nested deeper" in response.json()["detail"]

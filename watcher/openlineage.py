@@ -44,7 +44,7 @@ from watcher import addresses, executions, lineage, pipelines, routing
 from watcher.database import transaction
 from watcher.errors import Conflict, ErrorItem, InvalidInput, PayloadTooLarge, WatcherError
 from watcher.events import ExecutionStarted
-from watcher.fields import Count, Timestamp
+from watcher.fields import MAX_BODY_DEPTH, MAX_METADATA_DEPTH, Count, Timestamp, json_depth
 from watcher.routing import Reply, Router, validation_errors
 from watcher.services import Services, services_of
 
@@ -252,12 +252,19 @@ def address_spec(dataset: Dataset) -> addresses.AddressSpec:
 # --- metadata ----------------------------------------------------------------------------
 
 
+# Kept facets sit three levels down in the metadata ({"openlineage": {"facets": {name: …}}}).
+FACET_DEPTH = MAX_METADATA_DEPTH - 3
+
+
 def bounded(facets: dict[str, Any]) -> dict[str, Any]:
-    """Facets small enough to keep: each at most 8 KiB of JSON, 32 KiB in all (plans and
-    logical plans Spark attaches would otherwise swamp the metadata columns)."""
+    """Facets small enough to keep: each at most 8 KiB of JSON, 32 KiB in all, and nested at
+    most FACET_DEPTH levels (plans and logical plans Spark attaches would otherwise swamp the
+    metadata columns, or nest deeper than metadata may). The event itself is still recorded."""
     kept: dict[str, Any] = {}
     total = 0
     for key, value in facets.items():
+        if json_depth(value, FACET_DEPTH) > FACET_DEPTH:  # before dumps: it stops at 255
+            continue
         size = len(orjson.dumps(value, default=str))
         if size <= FACET_BYTES and total + size <= FACETS_BYTES:
             kept[key] = value
@@ -647,10 +654,36 @@ async def ingest_dataset(ctx: Ingest, event: DatasetEvent) -> dict[str, Any]:
 # --- HTTP ---------------------------------------------------------------------------------
 
 
+_FACET_KEYS = ("facets", "inputFacets", "outputFacets")
+
+
+def shed_deep_facets(data: dict[str, Any]) -> None:
+    """Drop, in place, facets nested deeper than FACET_DEPTH (they would not be kept anyway,
+    see `bounded`) before validation: a Spark plan can nest hundreds of levels, past what
+    the validator and the JSON writer follow, and must not cost the event itself."""
+    holders = [data.get(k) for k in ("run", "job", "dataset")]
+    for side in ("inputs", "outputs"):
+        if isinstance(data.get(side), list):
+            holders += data[side]
+    for holder in holders:
+        if not isinstance(holder, dict):
+            continue
+        for key in _FACET_KEYS:
+            facets = holder.get(key)
+            if isinstance(facets, dict):
+                for name in [
+                    n for n, v in facets.items() if json_depth(v, FACET_DEPTH) > FACET_DEPTH
+                ]:
+                    del facets[name]
+
+
 def parse_event(data: Any) -> Event:
     """A RunEvent (has run), DatasetEvent (has dataset) or JobEvent (has job only)."""
     if not isinstance(data, dict):
         raise InvalidInput.field(["body"], "expected an OpenLineage event (a JSON object)")
+    shed_deep_facets(data)
+    if json_depth(data, MAX_BODY_DEPTH) > MAX_BODY_DEPTH:
+        raise InvalidInput.field(["body"], f"nested deeper than {MAX_BODY_DEPTH} levels")
     model: type[Event]
     if "run" in data:
         model = RunEvent
