@@ -85,7 +85,8 @@ def _clean() -> None:
 
 def plan(live: LiveServer, statement: Any, params: dict[str, Any]) -> tuple[list[str], float]:
     async def explain() -> Any:
-        sql = str(statement.compile(compile_kwargs={"render_postcompile": True}))
+        clause = getattr(statement, "clause", statement)  # a watcher.sql.Statement: its Core
+        sql = str(clause.compile(compile_kwargs={"render_postcompile": True}))
         async with live.services.engine.connect() as conn:
             transaction = await conn.begin()
             result = await conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), params)
@@ -143,6 +144,8 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
         ),
         "latest success": (anomalies.LATEST_SUCCESS, {"pipeline_id": 7}),
         "metrics snapshot anomalies": (metrics_snapshot.ANOMALY_STATE, {}),
+        "metrics snapshot last executions": (metrics_snapshot.LAST_EXECUTIONS, {"param_1": 1}),
+        "metrics snapshot running": (metrics_snapshot.RUNNING_COUNTS, {}),
         # Cleanup batches of 50 and 20 are ~0.1% of the seeded tables, the ratio the default
         # 10,000 has to tables of 10 million rows; at 1% or more of a table a hash join over a
         # seq scan is cheaper and the planner rightly takes it.
