@@ -183,8 +183,11 @@ def _last_executions_query() -> Statement:
     # Latest ended execution by start: walks ix_pipeline_execution_pipeline_id_start_date
     # backwards per active pipeline instead of sorting the whole history.
     p, e = schema.pipeline, schema.pipeline_execution
+    columns = [e.c.pipeline_id, e.c.completed_successfully, e.c.start_date, e.c.end_date]
+    columns += [e.c.duration_seconds, e.c.throughput]
+    columns += [e.c.inserts, e.c.updates, e.c.soft_deletes, e.c.total_rows]
     latest = (
-        select(e)
+        select(*columns)  # what LastExecution keeps, not the metadata documents
         .where(e.c.pipeline_id == p.c.id, e.c.end_date.is_not(None))
         .order_by(e.c.start_date.desc(), e.c.id.desc())
         .limit(1)
@@ -640,14 +643,17 @@ def encode_snapshot(snapshot: Snapshot, openmetrics: bool) -> bytes:
         for family, extra, value in pipeline_samples(state, snapshot.taken_at):
             labels = _label_string(family, base, extra) if extra else f"{{{base}}}"
             lines[id(family)].append(f"{family.sample_name}{labels} {floatToGoString(value)}\n")
-    out = [
+    head = [
         _header("watcher_pipelines", PIPELINES_DOC, "gauge", openmetrics),
         f'watcher_pipelines{{status="active"}} {floatToGoString(len(snapshot.pipelines))}\n',
         f'watcher_pipelines{{status="inactive"}} {floatToGoString(snapshot.inactive_pipelines)}\n',
     ]
-    for family in FAMILIES:
-        out.append(_header(family.name, family.doc, family.kind, openmetrics))
-        out += lines[id(family)]
+    chunks = ["".join(head).encode()]
+    for family in FAMILIES:  # one family's lines at a time: they are freed as they are joined
+        family_lines = lines.pop(id(family))
+        family_lines.insert(0, _header(family.name, family.doc, family.kind, openmetrics))
+        chunks.append("".join(family_lines).encode())
+        del family_lines
     if openmetrics:
-        out.append("# EOF\n")
-    return "".join(out).encode()
+        chunks.append(b"# EOF\n")
+    return b"".join(chunks)
