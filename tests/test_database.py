@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -123,3 +124,12 @@ def test_other_database_errors_stay_a_generic_500(route: SqlRoute) -> None:
     r = route.run("SELECT * FROM no_such_table")
     assert r.status_code == 500
     assert r.json() == {"detail": "internal server error", "errors": []}
+
+
+def test_a_connection_left_mid_error_by_a_shutdown_counts_as_an_outage() -> None:
+    # What asyncpg raises on a pooled connection that received PostgreSQL's FATAL 57P01 while
+    # idle; seen as a 500 in the restart test before it was classified.
+    error = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    assert is_outage(error)

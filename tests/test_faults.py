@@ -299,6 +299,7 @@ def test_nothing_acknowledged_is_lost_when_postgres_restarts(fragile: Fragile) -
     )
     assert faults == len(FAULT_AT)
     assert transport.statuses.get(503, 0) + transport.transport_errors > 0, "no fault was seen"
+    assert 500 not in transport.statuses, "an outage must answer 503, never 500"
     assert len(ledger.ended) == RUNS
     assert lost == [] and wrong_ids == []
     assert total == RUNS, "a retry created a duplicate execution"

@@ -90,6 +90,10 @@ def is_outage(error: BaseException) -> bool:
             | asyncpg.exceptions.CannotConnectNowError
             | asyncpg.exceptions.TooManyConnectionsError
             | asyncpg.exceptions.InterfaceError
+            # A pooled connection that PostgreSQL's shutdown notice reached while idle is left
+            # mid-error ("cannot switch to state 12; another operation (2) is in progress"):
+            # unusable, so treated like a dropped one (invalidated, 503, the client retries).
+            | asyncpg.exceptions.InternalClientError
             | ConnectionError
             | socket.gaierror
             | TimeoutError
