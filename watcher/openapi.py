@@ -7,9 +7,9 @@ Swagger UI 4 cannot render OpenAPI 3.1) and are served by Watcher itself, so /do
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -47,11 +47,29 @@ _STANDARD_ERRORS = {
 _MEDIA_TYPES = {"/metrics": "text/plain"}
 
 
+_REF = "#/components/schemas/{model}"
+
+
 def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+    schema = model.model_json_schema(ref_template=_REF, mode="validation")
     components.update(schema.pop("$defs", {}))
     components[model.__name__] = schema
     return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _response_schema(response: Any, components: dict[str, Any]) -> dict[str, Any]:
+    """The success body's schema: a model by reference, `list[Model]` or a union inline."""
+    if response is None:
+        return {}
+    if get_origin(response) is None and isinstance(response, type):
+        if issubclass(response, BaseModel):
+            schema = response.model_json_schema(ref_template=_REF, mode="serialization")
+            components.update(schema.pop("$defs", {}))
+            components[response.__name__] = schema
+            return {"$ref": f"#/components/schemas/{response.__name__}"}
+    schema = TypeAdapter(response).json_schema(ref_template=_REF, mode="serialization")
+    components.update(schema.pop("$defs", {}))
+    return schema
 
 
 def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,18 +99,22 @@ def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any
     return params
 
 
-def _responses(op: Operation) -> dict[str, Any]:
+def _responses(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {}
+    success = _response_schema(op.response, components)
     if op.status_code == 204:
         responses["204"] = {"description": "done"}
     else:
         media = _MEDIA_TYPES.get(op.path, "application/json")
-        responses[str(op.status_code)] = {"description": "ok", "content": {media: {"schema": {}}}}
+        responses[str(op.status_code)] = {
+            "description": "ok",
+            "content": {media: {"schema": success}},
+        }
     if op.status_code == 201:
         responses["200"] = {
             "description": "already existed",
-            "content": {"application/json": {"schema": {}}},
+            "content": {"application/json": {"schema": success}},
         }
     if op.status_code == 204:
         responses["204"] = {"description": "done (also for an identical retry)"}
@@ -120,7 +142,7 @@ def document(operations: list[Operation]) -> dict[str, Any]:
             "summary": op.summary,
             "tags": list(op.tags),
             "parameters": _parameters(op, components),
-            "responses": _responses(op),
+            "responses": _responses(op, components),
         }
         if op.scope != "public":
             entry["security"] = [{"bearer": [op.scope]}]

@@ -1,11 +1,13 @@
-"""Declaring HTTP operations once: path, method, scope, body/query models, status.
+"""Declaring HTTP operations once: path, method, scope, body/query/response models, status.
 
 Every route goes through `Operation.endpoint`, which in order:
 1. records the route template (for logs and metrics),
 2. asks the services' authorizer whether the caller may use this scope (auth is one hook),
 3. parses the query string and the JSON body into their pydantic models (422 on failure),
 4. calls the handler and renders what it returns as JSON (None → 204).
-The same declarations produce the OpenAPI document.
+The same declarations produce the OpenAPI document. The `response` type only documents the
+success body: handlers return dicts and are not validated against it on the hot path (a
+schemathesis test checks that they conform).
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ class Operation:
     scope: Scope
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
+    # A model, or any type pydantic's TypeAdapter takes (`list[Model]`, `A | B`).
+    response: Any = None
     status_code: int = 200
     summary: str = ""
     tags: tuple[str, ...] = ()
@@ -153,6 +157,7 @@ class Router:
         scope: Scope,
         body: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
+        response: Any = None,
         status_code: int = 200,
         summary: str = "",
         responses: dict[int, str] | None = None,
@@ -166,6 +171,7 @@ class Router:
                     scope=scope,
                     body=body,
                     query=query,
+                    response=response,
                     status_code=status_code,
                     summary=summary or (handler.__doc__ or "").strip().split("\n")[0],
                     tags=(self.tag,) if self.tag else (),
