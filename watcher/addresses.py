@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import AliasChoices, Field, model_validator
@@ -12,7 +13,7 @@ from starlette.requests import Request
 
 from watcher import crud
 from watcher.database import transaction
-from watcher.fields import Body, Metadata, Name
+from watcher.fields import Body, Metadata, Name, Row
 from watcher.routing import Reply, Router, path_id
 from watcher.schema import address, address_type
 from watcher.services import services_of
@@ -64,6 +65,27 @@ class AddressPatch(crud.ByIdOrName):
     address_metadata: Metadata = None
 
 
+class AddressType(Row):
+    id: int
+    name: str
+    group_name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Address(Row):
+    id: int
+    name: str
+    address_type_id: int
+    database_name: str | None
+    schema_name: str | None
+    table_name: str | None
+    primary_key: str | None
+    address_metadata: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
 ENSURE_SQL = text("""
 WITH spec AS (
     SELECT * FROM jsonb_to_recordset(CAST(:specs AS jsonb)) AS s(
@@ -107,7 +129,9 @@ async def ensure(conn: AsyncConnection, specs: list[AddressSpec]) -> dict[str, i
     raise RuntimeError(f"addresses not created: {missing}")
 
 
-@router.post("/address_type", scope="ingest", body=AddressTypeCreate, status_code=201)
+@router.post(
+    "/address_type", scope="ingest", body=AddressTypeCreate, response=AddressType, status_code=201
+)
 async def create_address_type(request: Request, body: AddressTypeCreate) -> Reply:
     """Create an address type, or return the existing one of that name (200)."""
     async with transaction(services_of(request).engine) as conn:
@@ -115,21 +139,21 @@ async def create_address_type(request: Request, body: AddressTypeCreate) -> Repl
     return Reply(row, 201 if created else 200)
 
 
-@router.get("/address_type", query=crud.Page)
+@router.get("/address_type", query=crud.Page, response=list[AddressType])
 async def list_address_types(request: Request, query: crud.Page) -> list[dict[str, Any]]:
     """List address types (paged)."""
     async with transaction(services_of(request).engine) as conn:
         return await crud.list_rows(conn, address_type, query)
 
 
-@router.get("/address_type/{id:int}")
+@router.get("/address_type/{id:int}", response=AddressType)
 async def get_address_type(request: Request) -> dict[str, Any]:
     """One address type."""
     async with transaction(services_of(request).engine) as conn:
         return await crud.get_by_id(conn, address_type, path_id(request), "address type")
 
 
-@router.patch("/address_type", body=AddressTypePatch)
+@router.patch("/address_type", body=AddressTypePatch, response=AddressType)
 async def patch_address_type(request: Request, body: AddressTypePatch) -> dict[str, Any]:
     """Update an address type found by id or name."""
     services = services_of(request)
@@ -139,7 +163,7 @@ async def patch_address_type(request: Request, body: AddressTypePatch) -> dict[s
         )
 
 
-@router.post("/address", scope="ingest", body=AddressSpec, status_code=201)
+@router.post("/address", scope="ingest", body=AddressSpec, response=Address, status_code=201)
 async def create_address(request: Request, body: AddressSpec) -> Reply:
     """Create an address (and its type when missing), or return the existing one (200)."""
     async with transaction(services_of(request).engine) as conn:
@@ -151,21 +175,21 @@ async def create_address(request: Request, body: AddressSpec) -> Reply:
     return Reply(row, 200 if before is not None else 201)
 
 
-@router.get("/address", query=crud.Page)
+@router.get("/address", query=crud.Page, response=list[Address])
 async def list_addresses(request: Request, query: crud.Page) -> list[dict[str, Any]]:
     """List addresses (paged)."""
     async with transaction(services_of(request).engine) as conn:
         return await crud.list_rows(conn, address, query)
 
 
-@router.get("/address/{id:int}")
+@router.get("/address/{id:int}", response=Address)
 async def get_address(request: Request) -> dict[str, Any]:
     """One address."""
     async with transaction(services_of(request).engine) as conn:
         return await crud.get_by_id(conn, address, path_id(request), "address")
 
 
-@router.patch("/address", body=AddressPatch)
+@router.patch("/address", body=AddressPatch, response=Address)
 async def patch_address(request: Request, body: AddressPatch) -> dict[str, Any]:
     """Update an address found by id or name."""
     services = services_of(request)

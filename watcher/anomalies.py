@@ -40,7 +40,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,7 +50,7 @@ from watcher import crud
 from watcher.database import transaction
 from watcher.errors import NotFound
 from watcher.events import ExecutionEnded
-from watcher.fields import Body, Id, MetricField
+from watcher.fields import Body, Id, MetricField, Row
 from watcher.routing import Reply, Router, path_id
 from watcher.schema import ANOMALY_METRICS, anomaly_detection_rule
 from watcher.services import Services, services_of
@@ -101,6 +101,46 @@ class Unflag(Body):
     pipeline_id: Id | None = None
     pipeline_execution_id: Id
     metric_field: Annotated[list[Metric], Field(min_length=1, max_length=len(ANOMALY_METRICS))]
+
+
+class Rule(Row):
+    id: int
+    pipeline_id: int
+    metric_field: str
+    z_threshold: float
+    lookback_days: int
+    minimum_executions: int
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class DetectionResult(Row):
+    """An `anomaly_detection_result` row with its rule's metric."""
+
+    id: int
+    pipeline_execution_id: int
+    rule_id: int
+    metric_field: str
+    violation_value: float
+    z_score: float
+    historical_mean: float
+    std_deviation_value: float
+    z_threshold: float
+    threshold_min_value: float
+    threshold_max_value: float
+    baseline_count: int
+    is_anomaly: bool
+    context: dict[str, Any] | None
+    detected_at: datetime
+
+
+class Detection(BaseModel):
+    pipeline_id: int
+    pipeline_execution_id: int
+    new_results: int
+    anomalies: int
+    results: list[DetectionResult]
 
 
 # --- evaluation -------------------------------------------------------------------------
@@ -501,7 +541,9 @@ ORDER BY start_date DESC, id DESC LIMIT 1
 """)
 
 
-@router.post("/anomaly_detection_rule", scope="admin", body=RuleCreate, status_code=201)
+@router.post(
+    "/anomaly_detection_rule", scope="admin", body=RuleCreate, response=Rule, status_code=201
+)
 async def create_rule(request: Request, body: RuleCreate) -> Reply:
     """Create a rule for (pipeline_id, metric_field), or return the existing one (200)."""
     table = anomaly_detection_rule
@@ -536,7 +578,7 @@ async def _pipeline_exists(conn: AsyncConnection, pipeline_id: int) -> None:
         )
 
 
-@router.get("/anomaly_detection_rule", query=RuleQuery)
+@router.get("/anomaly_detection_rule", query=RuleQuery, response=list[Rule])
 async def list_rules(request: Request, query: RuleQuery) -> list[dict[str, Any]]:
     """List rules, optionally of one pipeline (paged by limit/offset)."""
     table = anomaly_detection_rule
@@ -547,7 +589,7 @@ async def list_rules(request: Request, query: RuleQuery) -> list[dict[str, Any]]
         return [crud.row_dict(r) for r in await conn.execute(statement)]
 
 
-@router.get("/anomaly_detection_rule/{id:int}")
+@router.get("/anomaly_detection_rule/{id:int}", response=Rule)
 async def get_rule(request: Request) -> dict[str, Any]:
     """One anomaly detection rule."""
     async with transaction(services_of(request).engine) as conn:
@@ -556,7 +598,7 @@ async def get_rule(request: Request) -> dict[str, Any]:
         )
 
 
-@router.patch("/anomaly_detection_rule", body=RulePatch)
+@router.patch("/anomaly_detection_rule", body=RulePatch, response=Rule)
 async def patch_rule(request: Request, body: RulePatch) -> dict[str, Any]:
     """Update a rule's threshold, lookback, minimum executions or active flag, by id."""
     services = services_of(request)
@@ -568,7 +610,7 @@ async def patch_rule(request: Request, body: RulePatch) -> dict[str, Any]:
         )
 
 
-@router.post("/anomaly_detection/detect/{pipeline_id:int}", scope="admin")
+@router.post("/anomaly_detection/detect/{pipeline_id:int}", scope="admin", response=Detection)
 async def detect(request: Request) -> dict[str, Any]:
     """Run detection now for the pipeline's latest successful execution; returns its results."""
     services = services_of(request)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -41,6 +41,22 @@ class CleanupRequest(Body):
     retention_days: int = Field(ge=90, le=36_500)
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
     dry_run: bool = False
+
+
+class CleanupDone(BaseModel):
+    status: Literal["completed"]
+    dry_run: Literal[False]
+    retention_days: int
+    cutoff: datetime
+    deleted: dict[str, int]
+
+
+class CleanupDryRun(BaseModel):
+    status: Literal["dry_run"]
+    dry_run: Literal[True]
+    retention_days: int
+    cutoff: datetime
+    would_delete: dict[str, int]
 
 
 # (table, timestamp column): deleted by their own age, before executions.
@@ -239,7 +255,9 @@ async def dry_run(engine: AsyncEngine, now: datetime, retention_days: int) -> di
     }
 
 
-@router.post("/log_cleanup", scope="admin", body=CleanupRequest)
+@router.post(
+    "/log_cleanup", scope="admin", body=CleanupRequest, response=CleanupDone | CleanupDryRun
+)
 async def log_cleanup(request: Request, body: CleanupRequest) -> dict[str, Any]:
     """Delete logs, results and executions older than retention_days (≥ 90), in batches.
 

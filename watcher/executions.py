@@ -3,10 +3,10 @@ transaction), read with children, list."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,7 +16,7 @@ from watcher import crud
 from watcher.database import transaction
 from watcher.errors import Conflict, InvalidInput, NotFound
 from watcher.events import ExecutionEnded, ExecutionStarted
-from watcher.fields import Body, Count, Id, Metadata, Name, Timestamp, Watermark
+from watcher.fields import Body, Count, Id, Metadata, Name, Row, Timestamp, Watermark
 from watcher.routing import Reply, Router, path_id
 from watcher.services import services_of
 from watcher.sql import ConstraintViolated, Session, Statement, raw_autocommit, session
@@ -55,6 +55,52 @@ class ExecutionQuery(crud.Page):
     pipeline_id: Id | None = None
     status: str | None = Field(default=None, pattern="^(running|succeeded|failed)$")
     since: Timestamp | None = None
+
+
+class StartedExecution(BaseModel):
+    id: int
+
+
+class Execution(Row):
+    id: int
+    parent_id: int | None
+    pipeline_id: int
+    pipeline_name: str
+    start_date: datetime
+    end_date: datetime | None
+    duration_seconds: float | None
+    completed_successfully: bool | None
+    inserts: int | None
+    updates: int | None
+    soft_deletes: int | None
+    total_rows: int | None
+    throughput: float | None
+    watermark: str | None
+    next_watermark: str | None
+    execution_metadata: dict[str, Any] | None
+    anomaly_flags: dict[str, Any] | None
+    hour_recorded: int
+    date_recorded: date
+    run_id: str | None
+    anomaly_checked_at: datetime | None
+    created_at: datetime
+
+
+class ChildExecution(Row):
+    id: int
+    pipeline_id: int
+    start_date: datetime
+    end_date: datetime | None
+    completed_successfully: bool | None
+    duration_seconds: float | None
+    inserts: int | None
+    updates: int | None
+    soft_deletes: int | None
+    total_rows: int | None
+
+
+class ExecutionDetail(Execution):
+    children: list[ChildExecution]
 
 
 START_SQL = """
@@ -229,7 +275,13 @@ async def end(
     return None
 
 
-@router.post("/start_pipeline_execution", scope="ingest", body=StartExecution, status_code=201)
+@router.post(
+    "/start_pipeline_execution",
+    scope="ingest",
+    body=StartExecution,
+    response=StartedExecution,
+    status_code=201,
+)
 async def start_execution(request: Request, body: StartExecution) -> Reply:
     """Start an execution (nested with parent_id); a repeated run_id returns the same id (200)."""
     services = services_of(request)
@@ -287,7 +339,7 @@ WHERE e.id = :id
 """)
 
 
-@router.get("/pipeline_execution/{id:int}")
+@router.get("/pipeline_execution/{id:int}", response=ExecutionDetail)
 async def get_execution(request: Request) -> dict[str, Any]:
     """One execution with its direct child executions."""
     execution_id = path_id(request)
@@ -305,7 +357,7 @@ _STATUS = {
 }
 
 
-@router.get("/pipeline_execution", query=ExecutionQuery)
+@router.get("/pipeline_execution", query=ExecutionQuery, response=list[Execution])
 async def list_executions(request: Request, query: ExecutionQuery) -> list[dict[str, Any]]:
     """Executions, newest first; filter by pipeline_id, status (running/succeeded/failed), since."""
     where = ["true"]

@@ -1,4 +1,5 @@
 """Field types shared by request bodies: names, dateparts, counts, timestamps, metadata.
+Also the bases of the response models (`Row`, `RuleColumns`), which only document bodies.
 
 Bounds here match the schema, so nothing reaches PostgreSQL that it would refuse.
 """
@@ -234,6 +235,27 @@ class RuleFields(Body):
         if self.schedule is not None:
             _check_schedule(self.schedule, self.schedule_timezone)
         return self
+
+
+class Row(BaseModel):
+    """A response body that is a whole table row: columns added later must not break clients
+    or the documented schema, so extra keys are allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class RuleColumns(Row):
+    """The rule, mute and schedule columns of `pipeline` and `pipeline_type` rows."""
+
+    freshness_number: int | None
+    freshness_datepart: str | None
+    mute_freshness_check: bool
+    timeliness_number: int | None
+    timeliness_datepart: str | None
+    mute_timeliness_check: bool
+    schedule: str | None
+    schedule_timezone: str | None
+    schedule_grace_seconds: int | None
 
 
 def _check_schedule(schedule: str, timezone: str | None) -> None:

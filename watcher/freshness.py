@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -41,6 +42,27 @@ class Stale:
     freshness_number: int
     freshness_datepart: str
     used_child_config: bool
+
+
+class StaleFinding(BaseModel):
+    pipeline_id: int
+    pipeline_name: str
+    last_dml_timestamp: datetime
+    deadline: datetime
+    lag_seconds: float
+    threshold_seconds: float
+    freshness_number: int
+    freshness_datepart: str
+    used_child_config: bool
+    newly_logged: bool
+
+
+class FreshnessReport(BaseModel):
+    status: str
+    evaluated_at: datetime
+    pipelines_checked: int
+    new_findings: int
+    findings: list[StaleFinding]
 
 
 CANDIDATES = text(f"""
@@ -143,7 +165,7 @@ async def run(services: Services) -> dict[str, Any]:
     return result
 
 
-@router.post("/freshness", scope="admin")
+@router.post("/freshness", scope="admin", response=FreshnessReport)
 async def freshness_check(request: Request) -> dict[str, Any]:
     """Run the freshness check now; returns stale pipelines (new and already logged)."""
     return await run(services_of(request))

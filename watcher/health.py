@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.requests import Request
 
@@ -15,13 +16,36 @@ from watcher.services import services_of
 router = Router("health")
 
 
-@router.get("/", scope="public")
+class Heartbeat(BaseModel):
+    status: str
+
+
+class DatabaseHealth(BaseModel):
+    status: str
+    error: str | None = None  # the exception's class name, when unavailable
+
+
+class SchedulerHealth(BaseModel):
+    enabled: bool
+    running: bool
+    is_leader: bool
+    jobs: list[str]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: DatabaseHealth
+    scheduler: SchedulerHealth
+
+
+@router.get("/", scope="public", response=Heartbeat)
 async def heartbeat(request: Request) -> dict[str, str]:
     """Heartbeat."""
     return {"status": "ok"}
 
 
-@router.get("/health", scope="public", responses={503: "not ready"})
+@router.get("/health", scope="public", response=Health, responses={503: "not ready"})
 async def health(request: Request) -> JSONResponse:
     """Readiness: database reachable and scheduler state; 503 when not ready."""
     services = services_of(request)

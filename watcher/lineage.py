@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -44,6 +44,27 @@ class LineageBody(Body):
 
 class DepthQuery(Body):
     depth: int | None = Field(default=None, ge=1, le=1000)
+
+
+class LineageRecorded(BaseModel):
+    pipeline_id: int
+    lineage_relationships_created: int
+    message: str
+
+
+class RelatedAddress(BaseModel):
+    address_id: int
+    address_name: str
+    address_type_name: str
+    address_type_group_name: str
+    depth: int
+
+
+class Lineage(BaseModel):
+    address_id: int
+    address_name: str
+    upstream: list[RelatedAddress]
+    downstream: list[RelatedAddress]
 
 
 def closure(edges: Iterable[tuple[int, int]]) -> dict[tuple[int, int], int]:
@@ -156,7 +177,7 @@ async def replace_edges(conn: AsyncConnection, body: LineageBody) -> dict[str, A
     }
 
 
-@router.post("/address_lineage", scope="ingest", body=LineageBody)
+@router.post("/address_lineage", scope="ingest", body=LineageBody, response=LineageRecorded)
 async def create_lineage(request: Request, body: LineageBody) -> dict[str, Any]:
     """Replace the pipeline's lineage edges with sources × targets (skipped when load_lineage is false)."""
     async with transaction(services_of(request).engine) as conn:
@@ -176,7 +197,7 @@ UPSTREAM = text(RELATED_SQL.format(this="target_address_id", other="source_addre
 DOWNSTREAM = text(RELATED_SQL.format(this="source_address_id", other="target_address_id"))
 
 
-@router.get("/address_lineage/{id:int}", query=DepthQuery)
+@router.get("/address_lineage/{id:int}", query=DepthQuery, response=Lineage)
 async def get_lineage(request: Request, query: DepthQuery) -> dict[str, Any]:
     """Upstream and downstream addresses of an address, with their distance (`?depth=N` limits)."""
     address_id = path_id(request)

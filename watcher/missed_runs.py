@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -57,6 +58,26 @@ class Missed:
     schedule_timezone: str
     grace_seconds: int
     used_child_config: bool
+
+
+class MissedRunFinding(BaseModel):
+    pipeline_id: int
+    pipeline_name: str
+    expected_at: datetime
+    last_start: datetime | None
+    schedule: str
+    schedule_timezone: str
+    grace_seconds: int
+    used_child_config: bool
+    newly_logged: bool
+
+
+class MissedRunsReport(BaseModel):
+    status: str
+    evaluated_at: datetime
+    pipelines_checked: int
+    new_findings: int
+    findings: list[MissedRunFinding]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +247,7 @@ async def run(services: Services) -> dict[str, Any]:
     return result
 
 
-@router.post("/missed_runs", scope="admin")
+@router.post("/missed_runs", scope="admin", response=MissedRunsReport)
 async def missed_runs_check(request: Request) -> dict[str, Any]:
     """Run the missed-runs check now; returns scheduled pipelines that did not start."""
     return await run(services_of(request))

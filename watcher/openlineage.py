@@ -738,13 +738,54 @@ async def read_body(request: Request, limit: int) -> Any:
         raise MalformedBody(f"body is not JSON: {error}") from None
 
 
+class RunIngested(BaseModel):
+    event_type: str
+    pipeline_id: int
+    execution_id: int
+    status: Literal["recorded", "ended", "ignored"]
+
+
+class JobIngested(BaseModel):
+    event_type: Literal["JOB"]
+    pipeline_id: int
+    status: Literal["recorded"]
+
+
+class DatasetIngested(BaseModel):
+    event_type: Literal["DATASET"]
+    address_id: int
+    status: Literal["recorded"]
+
+
+Ingested = RunIngested | JobIngested | DatasetIngested
+
+
+class BatchItem(BaseModel):
+    """One event's outcome: the ingest result (201), or the error envelope's fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int
+    status_code: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class BatchIngested(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[BatchItem]
+
+
 _ANSWERS = {
     400: "body is not JSON (or not valid gzip)",
     409: "the runId already belongs to another job",
 }
 
 
-@router.post("/api/v1/lineage", scope="ingest", status_code=201, responses=_ANSWERS)
+@router.post(
+    "/api/v1/lineage", scope="ingest", response=Ingested, status_code=201, responses=_ANSWERS
+)
 async def post_lineage(request: Request) -> Reply:
     """Ingest one OpenLineage event (RunEvent, JobEvent or DatasetEvent, spec 2-0-2)."""
     services = services_of(request)
@@ -752,7 +793,12 @@ async def post_lineage(request: Request) -> Reply:
     return Reply(await ingest(services, data), 201)
 
 
-@router.post("/api/v1/lineage/batch", scope="ingest", responses={400: _ANSWERS[400]})
+@router.post(
+    "/api/v1/lineage/batch",
+    scope="ingest",
+    response=BatchIngested,
+    responses={400: _ANSWERS[400]},
+)
 async def post_lineage_batch(request: Request) -> Reply:
     """Ingest a JSON array of events, each in its own transaction; 422 lists the rejected ones."""
     services = services_of(request)

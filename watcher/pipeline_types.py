@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -9,7 +10,7 @@ from starlette.requests import Request
 
 from watcher import crud
 from watcher.database import transaction
-from watcher.fields import Name, RuleFields
+from watcher.fields import Name, RuleColumns, RuleFields
 from watcher.routing import Reply, Router, path_id
 from watcher.schema import pipeline_type
 from watcher.services import services_of
@@ -26,11 +27,25 @@ class PipelineTypePatch(crud.ByIdOrName, RuleFields):
     group_name: str | None = Field(default=None, max_length=150)
 
 
+class PipelineType(RuleColumns):
+    id: int
+    name: str
+    group_name: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
 def _values(body: RuleFields) -> dict[str, Any]:
     return {k: getattr(body, k) for k in body.model_fields_set}
 
 
-@router.post("/pipeline_type", scope="ingest", body=PipelineTypeCreate, status_code=201)
+@router.post(
+    "/pipeline_type",
+    scope="ingest",
+    body=PipelineTypeCreate,
+    response=PipelineType,
+    status_code=201,
+)
 async def create_pipeline_type(request: Request, body: PipelineTypeCreate) -> Reply:
     """Create a pipeline type, or return the existing one of that name (200)."""
     async with transaction(services_of(request).engine) as conn:
@@ -40,21 +55,21 @@ async def create_pipeline_type(request: Request, body: PipelineTypeCreate) -> Re
     return Reply(row, 201 if created else 200)
 
 
-@router.get("/pipeline_type", query=crud.Page)
+@router.get("/pipeline_type", query=crud.Page, response=list[PipelineType])
 async def list_pipeline_types(request: Request, query: crud.Page) -> list[dict[str, Any]]:
     """List pipeline types (paged by limit/offset)."""
     async with transaction(services_of(request).engine) as conn:
         return await crud.list_rows(conn, pipeline_type, query)
 
 
-@router.get("/pipeline_type/{id:int}")
+@router.get("/pipeline_type/{id:int}", response=PipelineType)
 async def get_pipeline_type(request: Request) -> dict[str, Any]:
     """One pipeline type."""
     async with transaction(services_of(request).engine) as conn:
         return await crud.get_by_id(conn, pipeline_type, path_id(request), "pipeline type")
 
 
-@router.patch("/pipeline_type", body=PipelineTypePatch)
+@router.patch("/pipeline_type", body=PipelineTypePatch, response=PipelineType)
 async def patch_pipeline_type(request: Request, body: PipelineTypePatch) -> dict[str, Any]:
     """Update a pipeline type's rules, mutes or schedule, found by id or name."""
     services = services_of(request)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
@@ -14,7 +16,7 @@ from starlette.requests import Request
 from watcher import crud
 from watcher.database import transaction
 from watcher.errors import NotFound
-from watcher.fields import Metadata, Name, RuleFields, Watermark
+from watcher.fields import Metadata, Name, RuleColumns, RuleFields, Watermark
 from watcher.routing import Reply, Router, path_id
 from watcher.schema import ANOMALY_METRICS, pipeline, pipeline_type
 from watcher.services import services_of
@@ -39,6 +41,32 @@ class PipelinePatch(crud.ByIdOrName, RuleFields):
     pipeline_metadata: Metadata = None
     active: bool | None = None
     load_lineage: bool | None = None
+
+
+class PipelineStart(BaseModel):
+    """POST /pipeline: what a run needs; `watermark` is the stored one it starts from."""
+
+    id: int
+    active: bool
+    load_lineage: bool
+    watermark: str | None
+
+
+class Pipeline(RuleColumns):
+    id: int
+    name: str
+    pipeline_type_id: int
+    pipeline_type_name: str
+    watermark: str | None
+    next_watermark: str | None
+    pipeline_metadata: dict[str, Any] | None
+    last_target_insert: datetime | None
+    last_target_update: datetime | None
+    last_target_soft_delete: datetime | None
+    load_lineage: bool
+    active: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 def _sql_type(column: str) -> str:
@@ -129,7 +157,9 @@ async def get(conn: AsyncConnection, pipeline_id: int) -> dict[str, Any]:
     return crud.row_dict(row)
 
 
-@router.post("/pipeline", scope="ingest", body=PipelineCreate, status_code=201)
+@router.post(
+    "/pipeline", scope="ingest", body=PipelineCreate, response=PipelineStart, status_code=201
+)
 async def create_pipeline(request: Request, body: PipelineCreate) -> Reply:
     """Create a pipeline or get it by name, updating changed config; returns the watermark to start from."""
     services = services_of(request)
@@ -139,7 +169,7 @@ async def create_pipeline(request: Request, body: PipelineCreate) -> Reply:
     return Reply(row, 201 if created else 200)
 
 
-@router.get("/pipeline", query=crud.Page)
+@router.get("/pipeline", query=crud.Page, response=list[Pipeline])
 async def list_pipelines(request: Request, query: crud.Page) -> list[dict[str, Any]]:
     """List pipelines (paged by limit/offset)."""
     statement = _DETAIL.order_by(pipeline.c.id).limit(query.limit).offset(query.offset)
@@ -147,14 +177,14 @@ async def list_pipelines(request: Request, query: crud.Page) -> list[dict[str, A
         return [crud.row_dict(r) for r in await conn.execute(statement)]
 
 
-@router.get("/pipeline/{id:int}")
+@router.get("/pipeline/{id:int}", response=Pipeline)
 async def get_pipeline(request: Request) -> dict[str, Any]:
     """One pipeline with its type name."""
     async with transaction(services_of(request).engine) as conn:
         return await get(conn, path_id(request))
 
 
-@router.patch("/pipeline", body=PipelinePatch)
+@router.patch("/pipeline", body=PipelinePatch, response=Pipeline)
 async def patch_pipeline(request: Request, body: PipelinePatch) -> dict[str, Any]:
     """Update a pipeline found by id or name: watermarks, active, load_lineage, rules, metadata."""
     services = services_of(request)

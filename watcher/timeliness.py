@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -35,6 +35,29 @@ router = Router("checks")
 
 class TimelinessRequest(Body):
     lookback_minutes: int = Field(default=60, ge=5, le=527_040)
+
+
+class OverdueFinding(BaseModel):
+    pipeline_execution_id: int
+    pipeline_id: int
+    pipeline_name: str
+    start_date: datetime
+    execution_status: str
+    duration_seconds: float
+    seconds_threshold: float
+    timely_number: int
+    timely_datepart: str
+    used_child_config: bool
+    newly_logged: bool
+
+
+class TimelinessReport(BaseModel):
+    status: str
+    evaluated_at: datetime
+    lookback_minutes: int
+    executions_checked: int
+    new_findings: int
+    findings: list[OverdueFinding]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +208,7 @@ async def run(services: Services, lookback_minutes: int) -> dict[str, Any]:
     return result
 
 
-@router.post("/timeliness", scope="admin", body=TimelinessRequest)
+@router.post("/timeliness", scope="admin", body=TimelinessRequest, response=TimelinessReport)
 async def timeliness_check(request: Request, body: TimelinessRequest) -> dict[str, Any]:
     """Run the timeliness check now; returns overdue executions (new and already logged)."""
     return await run(services_of(request), body.lookback_minutes)
