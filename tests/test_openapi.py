@@ -77,3 +77,18 @@ def test_every_json_operation_documents_its_success_body(client: httpx.Client) -
 )
 def test_row_models_name_every_column_of_their_table(model: type[Row], table: Table) -> None:
     assert set(table.c.keys()) <= set(model.model_fields)
+
+
+def test_error_statuses_with_their_own_body_document_it(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    def schema(path: str, method: str, code: str) -> dict[str, object]:
+        answer = paths[path][method]["responses"][code]
+        return answer["content"]["application/json"]["schema"]  # type: ignore[no-any-return]
+
+    error = {"$ref": "#/components/schemas/Error"}
+    health = {"oneOf": [{"$ref": "#/components/schemas/Health"}, error]}
+    assert schema("/health", "get", "503") == health
+    batch = {"oneOf": [{"$ref": "#/components/schemas/BatchIngested"}, error]}
+    assert schema("/api/v1/lineage/batch", "post", "422") == batch
+    assert schema("/pipeline", "post", "422") == error

@@ -45,7 +45,7 @@ async def heartbeat(request: Request) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health", scope="public", response=Health, responses={503: "not ready"})
+@router.get("/health", scope="public", response=Health, responses={503: ("not ready", Health)})
 async def health(request: Request) -> JSONResponse:
     """Readiness: database reachable and scheduler state; 503 when not ready."""
     services = services_of(request)

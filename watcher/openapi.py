@@ -57,6 +57,9 @@ def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+_ERROR_REF = "#/components/schemas/Error"
+
+
 def _response_schema(response: Any, components: dict[str, Any]) -> dict[str, Any]:
     """The success body's schema: a model by reference, `list[Model]` or a union inline."""
     if response is None:
@@ -100,7 +103,7 @@ def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any
 
 
 def _responses(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    error = {"content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
     responses: dict[str, Any] = {}
     success = _response_schema(op.response, components)
     if op.status_code == 204:
@@ -125,8 +128,16 @@ def _responses(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
         **_STANDARD_ERRORS,
     }.items():
         responses[code] = {"description": text, **error}
-    for code, text in op.responses.items():
-        responses[str(code)] = {"description": text, **error}
+    for code, answer in op.responses.items():
+        if isinstance(answer, tuple):  # (description, body type): that body or the envelope
+            text, body = answer
+            schema = {"oneOf": [_response_schema(body, components), {"$ref": _ERROR_REF}]}
+            responses[str(code)] = {
+                "description": text,
+                "content": {"application/json": {"schema": schema}},
+            }
+        else:
+            responses[str(code)] = {"description": answer, **error}
     return responses
 
 

@@ -797,7 +797,13 @@ async def post_lineage(request: Request) -> Reply:
     "/api/v1/lineage/batch",
     scope="ingest",
     response=BatchIngested,
-    responses={400: _ANSWERS[400]},
+    responses={
+        400: _ANSWERS[400],
+        422: (
+            "some events were rejected (each listed with its reason), or not a batch",
+            BatchIngested,
+        ),
+    },
 )
 async def post_lineage_batch(request: Request) -> Reply:
     """Ingest a JSON array of events, each in its own transaction; 422 lists the rejected ones."""

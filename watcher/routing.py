@@ -117,7 +117,9 @@ class Operation:
     status_code: int = 200
     summary: str = ""
     tags: tuple[str, ...] = ()
-    responses: dict[int, str] = field(default_factory=dict)
+    # Extra statuses: a description (the error envelope), or (description, body type) for a
+    # status whose body is that type or the envelope.
+    responses: dict[int, str | tuple[str, Any]] = field(default_factory=dict)
 
     async def endpoint(self, request: Request) -> Response:
         request.scope[ROUTE_KEY] = self.path
@@ -160,7 +162,7 @@ class Router:
         response: Any = None,
         status_code: int = 200,
         summary: str = "",
-        responses: dict[int, str] | None = None,
+        responses: dict[int, str | tuple[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
