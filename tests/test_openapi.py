@@ -92,3 +92,28 @@ def test_error_statuses_with_their_own_body_document_it(client: httpx.Client) ->
     batch = {"oneOf": [{"$ref": "#/components/schemas/BatchIngested"}, error]}
     assert schema("/api/v1/lineage/batch", "post", "422") == batch
     assert schema("/pipeline", "post", "422") == error
+
+
+@pytest.mark.parametrize(
+    ("finding", "value"),
+    [
+        ("watcher.timeliness:OverdueFinding", "watcher.timeliness:Overdue"),
+        ("watcher.freshness:StaleFinding", "watcher.freshness:Stale"),
+        ("watcher.missed_runs:MissedRunFinding", "watcher.missed_runs:Missed"),
+    ],
+)
+def test_a_documented_finding_is_the_checks_value_plus_newly_logged(
+    finding: str, value: str
+) -> None:
+    # The check's own value (a dataclass the pure judge returns) and the documented finding
+    # are declared apart, one for the logic, one for the API: this keeps them the same shape.
+    import dataclasses
+    import importlib
+
+    def load(path: str) -> type:
+        module, name = path.split(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+    model, source = load(finding), load(value)
+    expected = [f.name for f in dataclasses.fields(source)] + ["newly_logged"]
+    assert list(model.model_fields) == expected
