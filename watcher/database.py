@@ -150,22 +150,3 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         if (busy := unavailable(error)) is not None:
             raise busy from error
         raise
-
-
-@asynccontextmanager
-async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection on which every statement commits on its own; outages as in `transaction`.
-
-    For routes whose writes are a single statement (atomic by itself: the ingestion path's
-    CTEs), this saves the BEGIN and COMMIT round trips, two of the three per request. Reads
-    see the same committed data as in a READ COMMITTED transaction. Several writes that must
-    succeed together still go through `transaction`.
-    """
-    try:
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
-    except Exception as error:
-        if (busy := unavailable(error)) is not None:
-            raise busy from error
-        raise
