@@ -74,3 +74,17 @@ def bulk_pipelines(live: Any, count: int, columns: str, values: str) -> None:
         " FROM pipeline_type t, generate_series(1, :n) g WHERE t.name = 'bulk'",
         n=count,
     )
+
+
+def between_quarter_hours(clock: Any) -> None:
+    """Move `clock` to 7.5 minutes past a quarter hour (it keeps running from there).
+
+    Missed-run expectations change when a cron fires: a test that checks twice across
+    :00/:15/:30/:45 (plus a grace of up to a few minutes) would see a new expected run
+    between its two checks, depending on the time of day it happens to run.
+    """
+    from datetime import timedelta
+
+    now = clock.now()
+    into = (now.minute % 15) * 60 + now.second + now.microsecond / 1e6
+    clock.advance(timedelta(seconds=(450 - into) % 900))
