@@ -113,7 +113,7 @@ def is_transient(error: BaseException) -> bool:
 
     Kept apart from `is_outage`, which means "unreachable" only: a timed-out statement says
     nothing about the connection, which stays in the pool."""
-    return is_outage(error) or sqlstate(error) in _TRANSIENT_SQLSTATES
+    return unavailable(error) is not None
 
 
 def unavailable(error: BaseException) -> Unavailable | None:

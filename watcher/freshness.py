@@ -44,16 +44,10 @@ class Stale:
     used_child_config: bool
 
 
-class StaleFinding(BaseModel):
-    pipeline_id: int
-    pipeline_name: str
-    last_dml_timestamp: datetime
-    deadline: datetime
-    lag_seconds: float
-    threshold_seconds: float
-    freshness_number: int
-    freshness_datepart: str
-    used_child_config: bool
+@dataclass(frozen=True, slots=True)
+class StaleFinding(Stale):
+    """A stale pipeline as the check reports it (the documented response)."""
+
     newly_logged: bool
 
 

@@ -60,15 +60,10 @@ class Missed:
     used_child_config: bool
 
 
-class MissedRunFinding(BaseModel):
-    pipeline_id: int
-    pipeline_name: str
-    expected_at: datetime
-    last_start: datetime | None
-    schedule: str
-    schedule_timezone: str
-    grace_seconds: int
-    used_child_config: bool
+@dataclass(frozen=True, slots=True)
+class MissedRunFinding(Missed):
+    """A missed run as the check reports it (the documented response)."""
+
     newly_logged: bool
 
 

@@ -37,29 +37,6 @@ class TimelinessRequest(Body):
     lookback_minutes: int = Field(default=60, ge=5, le=527_040)
 
 
-class OverdueFinding(BaseModel):
-    pipeline_execution_id: int
-    pipeline_id: int
-    pipeline_name: str
-    start_date: datetime
-    execution_status: str
-    duration_seconds: float
-    seconds_threshold: float
-    timely_number: int
-    timely_datepart: str
-    used_child_config: bool
-    newly_logged: bool
-
-
-class TimelinessReport(BaseModel):
-    status: str
-    evaluated_at: datetime
-    lookback_minutes: int
-    executions_checked: int
-    new_findings: int
-    findings: list[OverdueFinding]
-
-
 @dataclass(frozen=True, slots=True)
 class Overdue:
     pipeline_execution_id: int
@@ -72,6 +49,22 @@ class Overdue:
     timely_number: int
     timely_datepart: str
     used_child_config: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueFinding(Overdue):
+    """An overdue execution as the check reports it (the documented response)."""
+
+    newly_logged: bool
+
+
+class TimelinessReport(BaseModel):
+    status: str
+    evaluated_at: datetime
+    lookback_minutes: int
+    executions_checked: int
+    new_findings: int
+    findings: list[OverdueFinding]
 
 
 def _least_seconds(alias: str) -> str:
