@@ -1,6 +1,6 @@
 """The database-bound limit: Watcher's own lifecycle statements replayed with raw asyncpg.
 
-The statements are Watcher's own `watcher.sql.Statement`s, so the SQL text and arguments
+The statements are Watcher's own `watcher.db.driver.Statement`s, so the SQL text and arguments
 are byte for byte what the service sends on its driver connections; each commits on its
 own (no BEGIN/COMMIT), as the service's ingestion routes do. No HTTP, no pydantic, no
 Starlette: what is left is PostgreSQL plus the driver. Connections
@@ -27,8 +27,8 @@ import orjson
 from benchmarks.loadgen import mark
 from benchmarks.stats import latency_summary
 from watcher import executions, pipelines
-from watcher.schema import ANOMALY_METRICS
-from watcher.sql import Statement
+from watcher.db.driver import Statement
+from watcher.db.schema import ANOMALY_METRICS
 
 UPSERT = pipelines.upsert_statement(("next_watermark",))
 START = executions.START_BY_ID

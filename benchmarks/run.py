@@ -53,7 +53,7 @@ def database(url: str | None) -> Iterator[tuple[str, int | None]]:
     if url is not None:
         yield plain_dsn(url), None
         return
-    from watcher.embedded import start_embedded
+    from watcher.db.embedded import start_embedded
 
     with tempfile.TemporaryDirectory(prefix="watcher-bench-") as tmp:
         server = start_embedded(Path(tmp) / "pg")
@@ -297,8 +297,8 @@ class Bench:
         """The leader's metrics snapshot refresh (every 5 s by default), in this process."""
         from watcher.app import create_app
         from watcher.config import Settings
-        from watcher.metrics import refresh_snapshot
-        from watcher.metrics_snapshot import SnapshotStore
+        from watcher.metrics.families import refresh_snapshot
+        from watcher.metrics.snapshot import SnapshotStore
 
         async def go() -> list[float]:
             settings = Settings(scheduler_enabled=False, auth_enabled=False, log_level="warning")
@@ -325,9 +325,9 @@ class Bench:
     def catch_up(self) -> dict[str, Any]:
         """The anomaly catch-up job's function, run once in this process on Watcher's code."""
         try:
-            from watcher.anomalies import catch_up
+            from watcher.checks.anomalies import catch_up
         except ImportError:
-            return {"measured": False, "reason": "watcher.anomalies.catch_up not there"}
+            return {"measured": False, "reason": "watcher.checks.anomalies.catch_up not there"}
         from watcher.app import create_app
         from watcher.config import Settings
 
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     Path(args.results).mkdir(parents=True, exist_ok=True)
     with database(args.database_url) as (url, pg_pid):
-        from watcher import migrate
+        from watcher.db import migrate
 
         migrate.upgrade(url)
         bench = Bench(args, url, pg_pid)

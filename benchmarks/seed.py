@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from watcher.schema import ANOMALY_METRICS
+from watcher.db.schema import ANOMALY_METRICS
 
 SEED_TYPE = "seed"
 

@@ -24,12 +24,12 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watcher import migrate
 from watcher.app import create_app
 from watcher.clock import OffsetClock
 from watcher.config import Settings
-from watcher.embedded import EmbeddedPostgres, start_embedded
-from watcher.schema import metadata
+from watcher.db import migrate
+from watcher.db.embedded import EmbeddedPostgres, start_embedded
+from watcher.db.schema import metadata
 from watcher.services import Services
 
 T = TypeVar("T")

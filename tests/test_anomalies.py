@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.check_helpers import make_pipeline, run
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
-from watcher import anomalies
-from watcher.anomalies import Detector, catch_up, evaluate_now
-from watcher.embedded import EmbeddedPostgres
-from watcher.schema import ANOMALY_METRICS
-from watcher.statistics import evaluate
+from watcher.checks import anomalies
+from watcher.checks.anomalies import Detector, catch_up, evaluate_now
+from watcher.checks.statistics import evaluate
+from watcher.db.embedded import EmbeddedPostgres
+from watcher.db.schema import ANOMALY_METRICS
 
 # --- the statistic against numpy -------------------------------------------------------------
 
@@ -420,7 +420,7 @@ def test_ends_beyond_the_queue_are_left_to_the_catch_up_and_logged_once(
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logging.getLogger("watcher.anomalies").addHandler(handler)
+    logging.getLogger("watcher.checks.anomalies").addHandler(handler)
     try:
         ids = [
             run(
@@ -433,7 +433,7 @@ def test_ends_beyond_the_queue_are_left_to_the_catch_up_and_logged_once(
             for i in range(5)
         ]
     finally:
-        logging.getLogger("watcher.anomalies").removeHandler(handler)
+        logging.getLogger("watcher.checks.anomalies").removeHandler(handler)
     drain(live)
     assert detector.deferred - before == 5
     assert [r.getMessage() for r in records] == ["anomaly detection deferred to catch-up"]

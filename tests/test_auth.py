@@ -17,8 +17,9 @@ from sqlalchemy import event
 
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
-from watcher import auth, cli
-from watcher.embedded import EmbeddedPostgres
+from watcher import auth
+from watcher.cli import local as cli
+from watcher.db.embedded import EmbeddedPostgres
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from benchmarks import run
-from watcher.embedded import EmbeddedPostgres
+from watcher.db.embedded import EmbeddedPostgres
 
 SCRATCH = "bench_smoke"
 

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import LiveServer
-from watcher import anomalies, cleanup, freshness, metrics_snapshot, missed_runs, timeliness
-from watcher.schema import ANOMALY_METRICS
+from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
+from watcher.db.schema import ANOMALY_METRICS
+from watcher.metrics import snapshot as metrics_snapshot
 
 NOW = datetime.now(UTC)
 HISTORY = (
@@ -85,7 +86,7 @@ def _clean() -> None:
 
 def plan(live: LiveServer, statement: Any, params: dict[str, Any]) -> tuple[list[str], float]:
     async def explain() -> Any:
-        clause = getattr(statement, "clause", statement)  # a watcher.sql.Statement: its Core
+        clause = getattr(statement, "clause", statement)  # a watcher.db.driver.Statement: its Core
         sql = str(clause.compile(compile_kwargs={"render_postcompile": True}))
         async with live.services.engine.connect() as conn:
             transaction = await conn.begin()

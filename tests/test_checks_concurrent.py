@@ -17,7 +17,7 @@ import httpx
 
 from tests.check_helpers import between_quarter_hours, make_pipeline, run, start
 from tests.conftest import LiveServer
-from watcher import freshness, missed_runs, timeliness
+from watcher.checks import freshness, missed_runs, timeliness
 
 HOUR = timedelta(hours=1)
 RUNS = 6

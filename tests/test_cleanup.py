@@ -7,7 +7,7 @@ import httpx
 
 from tests.check_helpers import end, make_pipeline, start
 from tests.conftest import LiveServer
-from watcher.cleanup import cutoff_for
+from watcher.checks.cleanup import cutoff_for
 
 DAY = timedelta(days=1)
 TABLES = (
@@ -186,7 +186,7 @@ def test_the_cutoff_is_midnight_utc_retention_days_ago() -> None:
 
 def _exported_counters(live: LiveServer) -> dict[str, float]:
     """The per-pipeline counters of pipeline "p", as a fresh metrics snapshot exports them."""
-    from watcher.metrics import refresh_snapshot
+    from watcher.metrics.families import refresh_snapshot
 
     store = live.services.state["metrics_snapshot"]
     live.run(lambda: refresh_snapshot(live.services, store))

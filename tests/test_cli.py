@@ -18,8 +18,8 @@ from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from tests.factories import address, end, make_pipeline, start
 from watcher import auth
-from watcher.cli import build_parser, main
-from watcher.embedded import EmbeddedPostgres
+from watcher.cli.local import build_parser, main
+from watcher.db.embedded import EmbeddedPostgres
 
 NOW = datetime.now(UTC)
 

@@ -11,10 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from tests.conftest import LiveServer
-from watcher.anomalies import Detector
-from watcher.client import (
+from watcher_client import (
     Address,
     AsyncWatcherClient,
     Conflict,
@@ -24,6 +21,9 @@ from watcher.client import (
     WatcherClient,
     WatcherUnavailable,
 )
+
+from tests.conftest import LiveServer
+from watcher.checks.anomalies import Detector
 
 SOURCE: Address = {
     "name": "shop.public.orders",
@@ -203,7 +203,7 @@ def test_fail_open_runs_the_body_when_watcher_is_down(caplog: pytest.LogCaptureF
         def job() -> int:
             return 42
 
-        with caplog.at_level(logging.WARNING, logger="watcher.client"):
+        with caplog.at_level(logging.WARNING, logger="watcher_client"):
             assert job() == 42
         with pytest.raises(WatcherUnavailable):
             with client.track("orders", "extract", strict=True):
@@ -218,7 +218,7 @@ def test_strict_raises_what_watcher_rejects_and_fail_open_warns_instead(
         with watcher.track("orders", "extract", freshness_number=2, strict=True):
             pass
     assert caught.value.status_code == 422
-    with caplog.at_level(logging.WARNING, logger="watcher.client"):
+    with caplog.at_level(logging.WARNING, logger="watcher_client"):
         with watcher.track("orders", "extract", freshness_number=2) as run:
             pass
     assert not run.tracked and len(caplog.records) == 1

@@ -6,12 +6,12 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from watcher_client import AuthenticationError, PermissionDenied, WatcherClient
 
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from watcher import auth
-from watcher.client import AuthenticationError, PermissionDenied, WatcherClient
-from watcher.embedded import EmbeddedPostgres
+from watcher.db.embedded import EmbeddedPostgres
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_a_missing_token_is_raised_at_once_when_strict_and_warned_otherwise(
         with pytest.raises(AuthenticationError):
             with client.track("orders", "extract", strict=True):
                 pass
-        with caplog.at_level(logging.WARNING, logger="watcher.client"):
+        with caplog.at_level(logging.WARNING, logger="watcher_client"):
             with client.track("orders", "extract") as run:
                 pass
     assert not run.tracked and sleeps == []

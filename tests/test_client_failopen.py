@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 import respx
-
-from watcher.client import (
+from watcher_client import (
     AsyncWatcherClient,
     InvalidResponse,
     PipelineInactive,
@@ -43,7 +42,7 @@ def mock() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture
 def warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="watcher.client")
+    caplog.set_level(logging.DEBUG, logger="watcher_client")
     return caplog
 
 

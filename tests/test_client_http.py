@@ -10,16 +10,15 @@ from decimal import Decimal
 
 import httpx
 import pytest
-
-from watcher.client import (
+from watcher_client import (
     AsyncWatcherClient,
     RetryPolicy,
     ServiceUnavailable,
     WatcherClient,
     WatcherUnavailable,
 )
-from watcher.client._errors import ValidationError, error_for_status
-from watcher.client._http import Settings, encode, parse_retry_after, watermark_text
+from watcher_client._errors import ValidationError, error_for_status
+from watcher_client._http import Settings, encode, parse_retry_after, watermark_text
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from watcher_client import AsyncWatcherClient, RetryPolicy, WatcherClient
 
 from watcher.app import operations
-from watcher.client import AsyncWatcherClient, RetryPolicy, WatcherClient
 
 URL = "http://watcher.test"
 ADDRESS = {"name": "a.b.c", "address_type_name": "postgres", "address_type_group_name": "database"}

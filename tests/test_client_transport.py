@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import respx
-
-from watcher.client import (
+from watcher_client import (
     AsyncWatcherClient,
     RetryPolicy,
     ServiceUnavailable,

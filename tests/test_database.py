@@ -20,8 +20,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from watcher.app import ErrorMiddleware
-from watcher.database import async_url, is_outage, is_transient
-from watcher.embedded import EmbeddedPostgres
+from watcher.db.embedded import EmbeddedPostgres
+from watcher.db.engine import async_url, is_outage, is_transient
 
 RETRY_AFTER = 7
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
-from watcher.embedded import EmbeddedPostgres
+from watcher.db.embedded import EmbeddedPostgres
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 

@@ -20,13 +20,14 @@ import asyncpg
 import httpx
 import pytest
 from pgserver._commands import pg_ctl
+from watcher_client import WatcherClient
+from watcher_client._http import RetryPolicy
 
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
-from watcher import auth, migrate
-from watcher.client import WatcherClient
-from watcher.client._http import RetryPolicy
-from watcher.embedded import EmbeddedPostgres, start_embedded
+from watcher import auth
+from watcher.db import migrate
+from watcher.db.embedded import EmbeddedPostgres, start_embedded
 
 
 def socket_dir(db: EmbeddedPostgres) -> str:

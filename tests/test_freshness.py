@@ -8,8 +8,8 @@ import pytest
 
 from tests.check_helpers import MANY, bulk_pipelines, make_pipeline, patch_pipeline, patch_type, run
 from tests.conftest import LiveServer
-from watcher import freshness
-from watcher.freshness import judge
+from watcher.checks import freshness
+from watcher.checks.freshness import judge
 
 HOUR = timedelta(hours=1)
 

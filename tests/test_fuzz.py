@@ -26,11 +26,11 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import LiveServer
 from tests.factories import address, end, make_pipeline, start
-from watcher.embedded import EmbeddedPostgres
+from watcher.checks.rules import FIXED_SECONDS, Rule, add_datepart, resolve
+from watcher.checks.timeliness import LEAST_SECONDS
+from watcher.db.embedded import EmbeddedPostgres
 from watcher.fields import MAX_BODY_DEPTH, MAX_METADATA_DEPTH, Name, body_problem, json_depth
 from watcher.lineage import closure
-from watcher.rules import FIXED_SECONDS, Rule, add_datepart, resolve
-from watcher.timeliness import LEAST_SECONDS
 
 # -- schemathesis -------------------------------------------------------------------------
 

@@ -18,10 +18,11 @@ from sqlalchemy import event
 
 from tests.conftest import LiveServer
 from tests.factories import end, make_pipeline, start
+from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
-from watcher.metrics import Metrics, SchedulerCollector, refresh_snapshot
-from watcher.metrics_snapshot import (
+from watcher.metrics.families import Metrics, SchedulerCollector, refresh_snapshot
+from watcher.metrics.snapshot import (
     AnomalyState,
     LastExecution,
     PipelineState,
@@ -31,7 +32,6 @@ from watcher.metrics_snapshot import (
     build_state,
     parse_watermark,
 )
-from watcher.rules import Rule
 from watcher.scheduler import Scheduler
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -235,7 +235,7 @@ def _tricky_states() -> tuple[PipelineState, ...]:
 def test_direct_encoding_is_byte_for_byte_prometheus_clients(openmetrics: bool) -> None:
     from prometheus_client.openmetrics.exposition import generate_latest as generate_om
 
-    from watcher.metrics_snapshot import encode_snapshot
+    from watcher.metrics.snapshot import encode_snapshot
 
     store = SnapshotStore()
     snapshot = Snapshot(NOW, 0.1, _tricky_states(), inactive_pipelines=3)
@@ -412,7 +412,7 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 def test_execution_counters_encode_byte_for_byte_as_prometheus_client(openmetrics: bool) -> None:
     from prometheus_client.openmetrics.exposition import generate_latest as generate_om
 
-    from watcher.metrics import PipelineCounters
+    from watcher.metrics.families import PipelineCounters
 
     counters = PipelineCounters()
     counters.inc(counters.started, ('we"ird\\name\nx', "typé ✓"))

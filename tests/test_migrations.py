@@ -1,4 +1,4 @@
-"""Every migration goes up, down and up again, and the migrations match watcher/schema.py."""
+"""Every migration goes up, down and up again, and the migrations match watcher/db/schema.py."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from alembic.script import ScriptDirectory
 
-from watcher import migrate
-from watcher.embedded import EmbeddedPostgres
+from watcher.db import migrate
+from watcher.db.embedded import EmbeddedPostgres
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_schema_module_and_migrations_agree(scratch_url: str) -> None:
 
 def _upgrade_in_a_process(url: str) -> subprocess.Popen[str]:
     """A replica's start-up migration: its own process, as two replicas would be."""
-    code = "import sys; from watcher import migrate; migrate.upgrade(sys.argv[1])"
+    code = "import sys; from watcher.db import migrate; migrate.upgrade(sys.argv[1])"
     return subprocess.Popen(
         [sys.executable, "-c", code, url],
         stdout=subprocess.PIPE,

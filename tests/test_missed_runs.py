@@ -16,8 +16,8 @@ from tests.check_helpers import (
     start,
 )
 from tests.conftest import LiveServer
-from watcher import missed_runs
-from watcher.missed_runs import judge, previous_fire_time, trigger
+from watcher.checks import missed_runs
+from watcher.checks.missed_runs import judge, previous_fire_time, trigger
 
 HOUR = timedelta(hours=1)
 

@@ -23,10 +23,11 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
-from watcher.metrics import Metrics, SchedulerCollector
-from watcher.metrics_snapshot import (
+from watcher.metrics.families import Metrics, SchedulerCollector
+from watcher.metrics.snapshot import (
     AnomalyState,
     LastExecution,
     PipelineState,
@@ -34,7 +35,6 @@ from watcher.metrics_snapshot import (
     SnapshotCollector,
     SnapshotStore,
 )
-from watcher.rules import Rule
 from watcher.scheduler import Scheduler
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,13 +5,9 @@ import pytest
 from sqlalchemy import Table
 
 from watcher.addresses import Address, AddressType
-from watcher.anomalies import DetectionResult, Rule
 from watcher.app import operations
-from watcher.executions import Execution
-from watcher.fields import Row
-from watcher.pipeline_types import PipelineType
-from watcher.pipelines import Pipeline
-from watcher.schema import (
+from watcher.checks.anomalies import DetectionResult, Rule
+from watcher.db.schema import (
     address,
     address_type,
     anomaly_detection_result,
@@ -20,6 +16,10 @@ from watcher.schema import (
     pipeline_execution,
     pipeline_type,
 )
+from watcher.executions import Execution
+from watcher.fields import Row
+from watcher.pipeline_types import PipelineType
+from watcher.pipelines import Pipeline
 
 
 def test_openapi_documents_every_operation(client: httpx.Client) -> None:
@@ -97,9 +97,9 @@ def test_error_statuses_with_their_own_body_document_it(client: httpx.Client) ->
 @pytest.mark.parametrize(
     ("finding", "value"),
     [
-        ("watcher.timeliness:OverdueFinding", "watcher.timeliness:Overdue"),
-        ("watcher.freshness:StaleFinding", "watcher.freshness:Stale"),
-        ("watcher.missed_runs:MissedRunFinding", "watcher.missed_runs:Missed"),
+        ("watcher.checks.timeliness:OverdueFinding", "watcher.checks.timeliness:Overdue"),
+        ("watcher.checks.freshness:StaleFinding", "watcher.checks.freshness:Stale"),
+        ("watcher.checks.missed_runs:MissedRunFinding", "watcher.checks.missed_runs:Missed"),
     ],
 )
 def test_a_documented_finding_is_the_checks_value_plus_newly_logged(

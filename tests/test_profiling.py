@@ -4,7 +4,7 @@ import httpx
 
 from tests.conftest import start_live_server
 from tests.conftest import test_settings as server_settings
-from watcher.embedded import EmbeddedPostgres
+from watcher.db.embedded import EmbeddedPostgres
 
 
 def test_profile_true_returns_a_profile_only_when_enabled(

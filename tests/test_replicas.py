@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from watcher import migrate
-from watcher.embedded import EmbeddedPostgres, start_embedded
+from watcher.db import migrate
+from watcher.db.embedded import EmbeddedPostgres, start_embedded
 
 JOB_SECONDS = 1.0
 CHECK_SECONDS = 0.5

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.rules import NEVER, Rule, add_datepart, resolve, resolve_schedule, split_row
+from watcher.checks.rules import NEVER, Rule, add_datepart, resolve, resolve_schedule, split_row
 
 T0 = datetime(2024, 1, 31, 10, 30, tzinfo=UTC)
 

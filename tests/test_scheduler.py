@@ -14,7 +14,7 @@ from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from watcher.app import create_app
 from watcher.clock import Clock
-from watcher.embedded import EmbeddedPostgres
+from watcher.db.embedded import EmbeddedPostgres
 from watcher.events import Events, JobFinished
 from watcher.scheduler import Scheduler
 

@@ -87,7 +87,7 @@ def test_serve_uses_embedded_postgres_and_keeps_data(tmp_path: Path) -> None:
 def test_serve_freezes_start_up_objects_so_full_collections_stay_short() -> None:
     import gc
 
-    from watcher.cli import settle_gc
+    from watcher.cli.local import settle_gc
 
     before = gc.get_threshold()
     try:

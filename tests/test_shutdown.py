@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 
 from tests.conftest import free_port
-from watcher.embedded import EmbeddedPostgres, start_embedded
+from watcher.db.embedded import EmbeddedPostgres, start_embedded
 
 
 def serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

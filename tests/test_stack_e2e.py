@@ -41,8 +41,8 @@ import yaml
 from tests.conftest import LiveServer, free_port, start_live_server
 from tests.conftest import test_settings as watcher_settings
 from watcher.config import Settings
-from watcher.embedded import EmbeddedPostgres
-from watcher.schema import metadata
+from watcher.db.embedded import EmbeddedPostgres
+from watcher.db.schema import metadata
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from watcher.statistics import Summary, evaluate, judge
+from watcher.checks.statistics import Summary, evaluate, judge
 
 
 @pytest.mark.parametrize("value", [0.1, 1 / 3, 1e-300, 123456.789])

@@ -16,8 +16,8 @@ from tests.check_helpers import (
     start,
 )
 from tests.conftest import LiveServer
-from watcher import timeliness
-from watcher.timeliness import judge
+from watcher.checks import timeliness
+from watcher.checks.timeliness import judge
 
 MINUTE = timedelta(minutes=1)
 

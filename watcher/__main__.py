@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from watcher.cli import main
+from watcher.cli.local import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

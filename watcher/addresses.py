@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import transaction
+from watcher.db.engine import transaction
+from watcher.db.schema import address, address_type
 from watcher.fields import Body, Metadata, Name, Row
 from watcher.routing import Reply, Router, path_id
-from watcher.schema import address, address_type
 from watcher.services import services_of
 
 router = Router("addresses")

@@ -16,26 +16,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watcher import (
-    addresses,
-    anomalies,
-    auth,
-    cleanup,
-    executions,
-    freshness,
-    health,
-    lineage,
-    metrics,
-    missed_runs,
-    openapi,
-    openlineage,
-    pipeline_types,
-    pipelines,
-    timeliness,
-)
+from watcher import addresses, auth, executions, health, lineage, openapi, pipeline_types, pipelines
+from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
 from watcher.clock import Clock
 from watcher.config import Settings
-from watcher.database import (
+from watcher.db.engine import (
     create_engine,
     is_data_error,
     is_integrity_error,
@@ -45,6 +30,8 @@ from watcher.database import (
 from watcher.errors import Conflict, InvalidInput, Unauthorized, Unavailable, WatcherError
 from watcher.events import Events
 from watcher.logs import RequestLogMiddleware
+from watcher.metrics import families as metrics
+from watcher.openlineage import ingest as openlineage
 from watcher.profiling import ProfilingMiddleware
 from watcher.routing import JSONResponse, Operation
 from watcher.scheduler import Scheduler

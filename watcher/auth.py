@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher.config import Settings
-from watcher.database import transaction
+from watcher.db.engine import transaction
 from watcher.errors import Forbidden, Unauthorized, Unavailable
 from watcher.routing import Router, Scope
 from watcher.services import Services

@@ -13,7 +13,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watcher.database import sqlstate
+from watcher.db.engine import sqlstate
 from watcher.errors import Conflict, InvalidInput, NotFound
 from watcher.fields import Body, Id, Name
 

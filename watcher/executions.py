@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import transaction
+from watcher.db.driver import ConstraintViolated, Session, Statement, raw_autocommit, session
+from watcher.db.engine import transaction
 from watcher.errors import Conflict, InvalidInput, NotFound
 from watcher.events import ExecutionEnded, ExecutionStarted
 from watcher.fields import Body, Count, Id, Metadata, Name, Row, Timestamp, Watermark
 from watcher.routing import Reply, Router, path_id
 from watcher.services import services_of
-from watcher.sql import ConstraintViolated, Session, Statement, raw_autocommit, session
 
 router = Router("executions")
 

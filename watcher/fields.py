@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from watcher.schema import ANOMALY_METRICS, DATEPARTS
+from watcher.db.schema import ANOMALY_METRICS, DATEPARTS
 
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import addresses
-from watcher.database import transaction
+from watcher.db.engine import transaction
 from watcher.errors import NotFound
 from watcher.fields import Body, Id
 from watcher.routing import Router, path_id

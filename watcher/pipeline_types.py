@@ -9,10 +9,10 @@ from pydantic import Field
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import transaction
+from watcher.db.engine import transaction
+from watcher.db.schema import pipeline_type
 from watcher.fields import Name, RuleColumns, RuleFields
 from watcher.routing import Reply, Router, path_id
-from watcher.schema import pipeline_type
 from watcher.services import services_of
 
 router = Router("pipeline types")

@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import transaction
+from watcher.db.driver import Session, Statement, raw_autocommit, session
+from watcher.db.engine import transaction
+from watcher.db.schema import ANOMALY_METRICS, pipeline, pipeline_type
 from watcher.errors import NotFound
 from watcher.fields import Metadata, Name, RuleColumns, RuleFields, Watermark
 from watcher.routing import Reply, Router, path_id
-from watcher.schema import ANOMALY_METRICS, pipeline, pipeline_type
 from watcher.services import services_of
-from watcher.sql import Session, Statement, raw_autocommit, session
 
 router = Router("pipelines")
 

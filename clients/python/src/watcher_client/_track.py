@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack
 
-from watcher.client._errors import PipelineInactive, WatcherError
-from watcher.client._models import Address, PipelineConfig, Watermark
-from watcher.client._run import BaseRun, Spec, Steps, closing, opening
+from watcher_client._errors import PipelineInactive, WatcherError
+from watcher_client._models import Address, PipelineConfig, Watermark
+from watcher_client._run import BaseRun, Spec, Steps, closing, opening
 
 if TYPE_CHECKING:
-    from watcher.client._async import AsyncWatcherClient
-    from watcher.client._sync import WatcherClient
+    from watcher_client._async import AsyncWatcherClient
+    from watcher_client._sync import WatcherClient
 
 P = ParamSpec("P")
 R = TypeVar("R")

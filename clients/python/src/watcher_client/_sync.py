@@ -1,11 +1,11 @@
-"""`AsyncWatcherClient`: `WatcherClient`'s twin on `httpx.AsyncClient`; keep the two in step."""
+"""`WatcherClient`: one method per route of the HTTP API, blocking, on `httpx.Client`."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Unpack, cast
@@ -13,9 +13,9 @@ from uuid import uuid4
 
 import httpx
 
-from watcher.client import _http
-from watcher.client._errors import ValidationError
-from watcher.client._models import (
+from watcher_client import _http
+from watcher_client._errors import ValidationError
+from watcher_client._models import (
     JSON,
     Address,
     AddressType,
@@ -44,14 +44,14 @@ from watcher.client._models import (
     TimelinessCheck,
     Watermark,
 )
-from watcher.client._run import Spec
-from watcher.client._track import AsyncTrack
+from watcher_client._run import Spec
+from watcher_client._track import Track
 
-logger = logging.getLogger("watcher.client")
+logger = logging.getLogger("watcher_client")
 
 
-class AsyncWatcherClient:
-    """An asyncio Watcher client. Route methods raise `WatcherError`; `track()` fails open.
+class WatcherClient:
+    """A blocking Watcher client. Route methods raise `WatcherError`; `track()` fails open.
 
     `base_url` defaults to `WATCHER_URL`, then http://127.0.0.1:8000; `token` to
     `WATCHER_TOKEN`. Every request is retried on connection errors, timeouts, 429 and 5xx;
@@ -67,9 +67,9 @@ class AsyncWatcherClient:
         timeout: float | httpx.Timeout | None = None,
         retry: _http.RetryPolicy | None = None,
         strict: bool = False,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = _http.Settings.resolve(
             base_url, token, timeout, os.environ if env is None else env
@@ -77,28 +77,28 @@ class AsyncWatcherClient:
         self.retry = retry or _http.RetryPolicy()
         self.strict = strict
         self._sleep = sleep
-        self._http = httpx.AsyncClient(
+        self._http = httpx.Client(
             base_url=self.settings.base_url,
             headers=self.settings.headers(),
             timeout=self.settings.timeout,
             transport=transport,
         )
 
-    async def __aenter__(self) -> AsyncWatcherClient:
+    def __enter__(self) -> WatcherClient:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        self.close()
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def close(self) -> None:
+        self._http.close()
 
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
@@ -111,7 +111,7 @@ class AsyncWatcherClient:
         attempt = 0
         while True:
             try:
-                response = await self._send(method, path, body, params)
+                response = self._send(method, path, body, params)
                 if response.is_success:
                     return _http.decode(response)
                 error = _http.response_error(response)
@@ -121,10 +121,10 @@ class AsyncWatcherClient:
             if delay is None:
                 raise error
             logger.debug("retrying %s %s in %.2fs after: %s", method, path, delay, error)
-            await self._sleep(delay)
+            self._sleep(delay)
             attempt += 1
 
-    async def _send(
+    def _send(
         self,
         method: str,
         path: str,
@@ -134,13 +134,11 @@ class AsyncWatcherClient:
         content = None if body is None else _http.encode(body)
         headers = {} if body is None else {"Content-Type": "application/json"}
         query = None if params is None else _http.query(params)
-        return await self._http.request(
-            method, path, content=content, params=query, headers=headers
-        )
+        return self._http.request(method, path, content=content, params=query, headers=headers)
 
-    async def _once(self, method: str, path: str) -> httpx.Response:
+    def _once(self, method: str, path: str) -> httpx.Response:
         try:
-            return await self._send(method, path, None, None)
+            return self._send(method, path, None, None)
         except _http.REQUEST_ERRORS as exc:
             raise _http.request_error(exc) from exc
 
@@ -156,7 +154,7 @@ class AsyncWatcherClient:
         targets: Sequence[Address] = (),
         strict: bool | None = None,
         **config: Unpack[PipelineConfig],
-    ) -> AsyncTrack:
+    ) -> Track:
         """Record a run of pipeline `name`: a context manager and a decorator (see README)."""
         spec = Spec(
             name=name,
@@ -167,86 +165,79 @@ class AsyncWatcherClient:
             strict=self.strict if strict is None else strict,
             config=dict(config),
         )
-        return AsyncTrack(self, spec)
+        return Track(self, spec)
 
     # -- service ---------------------------------------------------------------------------
 
-    async def heartbeat(self) -> Heartbeat:
-        return cast(Heartbeat, await self.request("GET", "/"))
+    def heartbeat(self) -> Heartbeat:
+        return cast(Heartbeat, self.request("GET", "/"))
 
-    async def health(self) -> JSON:
+    def health(self) -> JSON:
         """Readiness as the server reports it; a 503 (not ready) is returned, not raised."""
-        response = await self._once("GET", "/health")
+        response = self._once("GET", "/health")
         if response.status_code not in (200, 503):
             raise _http.response_error(response)
         return cast(JSON, _http.decode(response))
 
-    async def metrics(self) -> str:
+    def metrics(self) -> str:
         """The Prometheus exposition text."""
-        response = await self._once("GET", "/metrics")
+        response = self._once("GET", "/metrics")
         if not response.is_success:
             raise _http.response_error(response)
         return response.text
 
     # -- pipeline types --------------------------------------------------------------------
 
-    async def create_pipeline_type(
-        self, name: str, **fields: Unpack[PipelineTypeFields]
-    ) -> PipelineType:
+    def create_pipeline_type(self, name: str, **fields: Unpack[PipelineTypeFields]) -> PipelineType:
         """Create-or-get by name (case-insensitive)."""
         return cast(
-            PipelineType,
-            await self.request("POST", "/pipeline_type", body={"name": name, **fields}),
+            PipelineType, self.request("POST", "/pipeline_type", body={"name": name, **fields})
         )
 
-    async def list_pipeline_types(
+    def list_pipeline_types(
         self, limit: int | None = None, offset: int | None = None
     ) -> list[PipelineType]:
         return cast(
             list[PipelineType],
-            await self.request("GET", "/pipeline_type", params={"limit": limit, "offset": offset}),
+            self.request("GET", "/pipeline_type", params={"limit": limit, "offset": offset}),
         )
 
-    async def get_pipeline_type(self, pipeline_type_id: int) -> PipelineType:
-        return cast(PipelineType, await self.request("GET", f"/pipeline_type/{pipeline_type_id}"))
+    def get_pipeline_type(self, pipeline_type_id: int) -> PipelineType:
+        return cast(PipelineType, self.request("GET", f"/pipeline_type/{pipeline_type_id}"))
 
-    async def update_pipeline_type(
+    def update_pipeline_type(
         self, id_or_name: int | str, **fields: Unpack[PipelineTypeFields]
     ) -> PipelineType:
         return cast(
             PipelineType,
-            await self.request("PATCH", "/pipeline_type", body={**_key(id_or_name), **fields}),
+            self.request("PATCH", "/pipeline_type", body={**_key(id_or_name), **fields}),
         )
 
     # -- pipelines -------------------------------------------------------------------------
 
-    async def create_pipeline(
+    def create_pipeline(
         self, name: str, pipeline_type_name: str, **fields: Unpack[PipelineFields]
     ) -> PipelineSync:
         """Create-or-get by name; updates changed config. `watermark` is the one to start from."""
         body = _http.pipeline_body(name, pipeline_type_name, dict(fields))
-        return cast(PipelineSync, await self.request("POST", "/pipeline", body=body))
+        return cast(PipelineSync, self.request("POST", "/pipeline", body=body))
 
-    async def list_pipelines(
-        self, limit: int | None = None, offset: int | None = None
-    ) -> list[Pipeline]:
+    def list_pipelines(self, limit: int | None = None, offset: int | None = None) -> list[Pipeline]:
         return cast(
             list[Pipeline],
-            await self.request("GET", "/pipeline", params={"limit": limit, "offset": offset}),
+            self.request("GET", "/pipeline", params={"limit": limit, "offset": offset}),
         )
 
-    async def get_pipeline(self, pipeline_id: int) -> Pipeline:
-        return cast(Pipeline, await self.request("GET", f"/pipeline/{pipeline_id}"))
+    def get_pipeline(self, pipeline_id: int) -> Pipeline:
+        return cast(Pipeline, self.request("GET", f"/pipeline/{pipeline_id}"))
 
-    async def update_pipeline(
-        self, id_or_name: int | str, **fields: Unpack[PipelineUpdate]
-    ) -> Pipeline:
+    def update_pipeline(self, id_or_name: int | str, **fields: Unpack[PipelineUpdate]) -> Pipeline:
         body = _http.watermarks_as_text({**_key(id_or_name), **fields})
-        return cast(Pipeline, await self.request("PATCH", "/pipeline", body=body))
+        return cast(Pipeline, self.request("PATCH", "/pipeline", body=body))
 
     # -- executions ------------------------------------------------------------------------
 
-    async def start_execution(
+    def start_execution(
         self,
         pipeline_id: int | None = None,
         *,
@@ -267,9 +258,9 @@ class AsyncWatcherClient:
             next_watermark,
             run_id or str(uuid4()),
         )
-        return cast(Created, await self.request("POST", "/start_pipeline_execution", body=body))
+        return cast(Created, self.request("POST", "/start_pipeline_execution", body=body))
 
-    async def end_execution(
+    def end_execution(
         self,
         execution_id: int,
         *,
@@ -292,65 +283,59 @@ class AsyncWatcherClient:
             total_rows=total_rows,
             execution_metadata=execution_metadata,
         )
-        await self.request("POST", "/end_pipeline_execution", body=body)
+        self.request("POST", "/end_pipeline_execution", body=body)
 
-    async def get_execution(self, execution_id: int) -> Execution:
-        return cast(Execution, await self.request("GET", f"/pipeline_execution/{execution_id}"))
+    def get_execution(self, execution_id: int) -> Execution:
+        return cast(Execution, self.request("GET", f"/pipeline_execution/{execution_id}"))
 
-    async def list_executions(self, **filters: Unpack[ExecutionFilter]) -> list[Execution]:
+    def list_executions(self, **filters: Unpack[ExecutionFilter]) -> list[Execution]:
         """Executions, newest first; filter by pipeline_id, status, since (paged)."""
-        return cast(
-            list[Execution], await self.request("GET", "/pipeline_execution", params=filters)
-        )
+        return cast(list[Execution], self.request("GET", "/pipeline_execution", params=filters))
 
     # -- addresses and lineage -------------------------------------------------------------
 
-    async def create_address_type(self, name: str, group_name: str) -> AddressType:
+    def create_address_type(self, name: str, group_name: str) -> AddressType:
         return cast(
             AddressType,
-            await self.request(
-                "POST", "/address_type", body={"name": name, "group_name": group_name}
-            ),
+            self.request("POST", "/address_type", body={"name": name, "group_name": group_name}),
         )
 
-    async def list_address_types(
+    def list_address_types(
         self, limit: int | None = None, offset: int | None = None
     ) -> list[AddressType]:
         return cast(
             list[AddressType],
-            await self.request("GET", "/address_type", params={"limit": limit, "offset": offset}),
+            self.request("GET", "/address_type", params={"limit": limit, "offset": offset}),
         )
 
-    async def get_address_type(self, address_type_id: int) -> AddressType:
-        return cast(AddressType, await self.request("GET", f"/address_type/{address_type_id}"))
+    def get_address_type(self, address_type_id: int) -> AddressType:
+        return cast(AddressType, self.request("GET", f"/address_type/{address_type_id}"))
 
-    async def update_address_type(self, id_or_name: int | str, **fields: Any) -> AddressType:
+    def update_address_type(self, id_or_name: int | str, **fields: Any) -> AddressType:
         return cast(
-            AddressType,
-            await self.request("PATCH", "/address_type", body={**_key(id_or_name), **fields}),
+            AddressType, self.request("PATCH", "/address_type", body={**_key(id_or_name), **fields})
         )
 
-    async def create_address(self, address: Address) -> StoredAddress:
-        return cast(StoredAddress, await self.request("POST", "/address", body=address))
+    def create_address(self, address: Address) -> StoredAddress:
+        return cast(StoredAddress, self.request("POST", "/address", body=address))
 
-    async def list_addresses(
+    def list_addresses(
         self, limit: int | None = None, offset: int | None = None
     ) -> list[StoredAddress]:
         return cast(
             list[StoredAddress],
-            await self.request("GET", "/address", params={"limit": limit, "offset": offset}),
+            self.request("GET", "/address", params={"limit": limit, "offset": offset}),
         )
 
-    async def get_address(self, address_id: int) -> StoredAddress:
-        return cast(StoredAddress, await self.request("GET", f"/address/{address_id}"))
+    def get_address(self, address_id: int) -> StoredAddress:
+        return cast(StoredAddress, self.request("GET", f"/address/{address_id}"))
 
-    async def update_address(self, id_or_name: int | str, **fields: Any) -> StoredAddress:
+    def update_address(self, id_or_name: int | str, **fields: Any) -> StoredAddress:
         return cast(
-            StoredAddress,
-            await self.request("PATCH", "/address", body={**_key(id_or_name), **fields}),
+            StoredAddress, self.request("PATCH", "/address", body={**_key(id_or_name), **fields})
         )
 
-    async def create_lineage(
+    def create_lineage(
         self, pipeline_id: int, sources: Sequence[Address], targets: Sequence[Address]
     ) -> LineageCreated:
         """Replace the pipeline's edges with sources x targets (no-op once load_lineage is off)."""
@@ -359,23 +344,23 @@ class AsyncWatcherClient:
             "source_addresses": list(sources),
             "target_addresses": list(targets),
         }
-        return cast(LineageCreated, await self.request("POST", "/address_lineage", body=body))
+        return cast(LineageCreated, self.request("POST", "/address_lineage", body=body))
 
-    async def get_lineage(self, address_id: int, depth: int | None = None) -> LineageGraph:
+    def get_lineage(self, address_id: int, depth: int | None = None) -> LineageGraph:
         return cast(
             LineageGraph,
-            await self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
+            self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
         )
 
     # -- anomaly detection -----------------------------------------------------------------
 
-    async def create_anomaly_rule(
+    def create_anomaly_rule(
         self, pipeline_id: int, metric_field: str, **fields: Unpack[AnomalyRuleFields]
     ) -> AnomalyRule:
         body = {"pipeline_id": pipeline_id, "metric_field": metric_field, **fields}
-        return cast(AnomalyRule, await self.request("POST", "/anomaly_detection_rule", body=body))
+        return cast(AnomalyRule, self.request("POST", "/anomaly_detection_rule", body=body))
 
-    async def list_anomaly_rules(
+    def list_anomaly_rules(
         self,
         pipeline_id: int | None = None,
         *,
@@ -386,27 +371,23 @@ class AsyncWatcherClient:
         params = {"pipeline_id": pipeline_id, "limit": limit, "offset": offset}
         return cast(
             list[AnomalyRule],
-            await self.request("GET", "/anomaly_detection_rule", params=params),
+            self.request("GET", "/anomaly_detection_rule", params=params),
         )
 
-    async def get_anomaly_rule(self, rule_id: int) -> AnomalyRule:
-        return cast(AnomalyRule, await self.request("GET", f"/anomaly_detection_rule/{rule_id}"))
+    def get_anomaly_rule(self, rule_id: int) -> AnomalyRule:
+        return cast(AnomalyRule, self.request("GET", f"/anomaly_detection_rule/{rule_id}"))
 
-    async def update_anomaly_rule(
-        self, rule_id: int, **fields: Unpack[AnomalyRuleFields]
-    ) -> AnomalyRule:
+    def update_anomaly_rule(self, rule_id: int, **fields: Unpack[AnomalyRuleFields]) -> AnomalyRule:
         return cast(
             AnomalyRule,
-            await self.request("PATCH", "/anomaly_detection_rule", body={"id": rule_id, **fields}),
+            self.request("PATCH", "/anomaly_detection_rule", body={"id": rule_id, **fields}),
         )
 
-    async def detect_anomalies(self, pipeline_id: int) -> Detection:
+    def detect_anomalies(self, pipeline_id: int) -> Detection:
         """Judge the pipeline's latest successful execution now, against every active rule."""
-        return cast(
-            Detection, await self.request("POST", f"/anomaly_detection/detect/{pipeline_id}")
-        )
+        return cast(Detection, self.request("POST", f"/anomaly_detection/detect/{pipeline_id}"))
 
-    async def unflag_anomaly(
+    def unflag_anomaly(
         self,
         pipeline_execution_id: int,
         metric_fields: Sequence[str],
@@ -419,39 +400,39 @@ class AsyncWatcherClient:
             metric_field=list(metric_fields),
             pipeline_id=pipeline_id,
         )
-        await self.request("POST", "/unflag_anomaly", body=body)
+        self.request("POST", "/unflag_anomaly", body=body)
 
     # -- checks and maintenance ------------------------------------------------------------
 
-    async def check_timeliness(self, lookback_minutes: int = 60) -> TimelinessCheck:
+    def check_timeliness(self, lookback_minutes: int = 60) -> TimelinessCheck:
         body = {"lookback_minutes": lookback_minutes}
-        return cast(TimelinessCheck, await self.request("POST", "/timeliness", body=body))
+        return cast(TimelinessCheck, self.request("POST", "/timeliness", body=body))
 
-    async def check_freshness(self) -> FreshnessCheck:
-        return cast(FreshnessCheck, await self.request("POST", "/freshness", body={}))
+    def check_freshness(self) -> FreshnessCheck:
+        return cast(FreshnessCheck, self.request("POST", "/freshness", body={}))
 
-    async def check_missed_runs(self) -> MissedRunsCheck:
-        return cast(MissedRunsCheck, await self.request("POST", "/missed_runs"))
+    def check_missed_runs(self) -> MissedRunsCheck:
+        return cast(MissedRunsCheck, self.request("POST", "/missed_runs"))
 
-    async def cleanup_logs(
+    def cleanup_logs(
         self, retention_days: int, batch_size: int | None = None, *, dry_run: bool = False
     ) -> Cleanup:
         """Delete history older than retention_days (≥ 90); dry_run counts without deleting."""
         body = _http.compact(retention_days=retention_days, batch_size=batch_size)
         if dry_run:
             body["dry_run"] = True
-        return cast(Cleanup, await self.request("POST", "/log_cleanup", body=body))
+        return cast(Cleanup, self.request("POST", "/log_cleanup", body=body))
 
     # -- OpenLineage -----------------------------------------------------------------------
 
-    async def send_lineage_event(self, event: Mapping[str, Any]) -> LineageEventResult:
+    def send_lineage_event(self, event: Mapping[str, Any]) -> LineageEventResult:
         """Ingest one OpenLineage RunEvent, JobEvent or DatasetEvent (a JSON object)."""
-        return cast(LineageEventResult, await self.request("POST", "/api/v1/lineage", body=event))
+        return cast(LineageEventResult, self.request("POST", "/api/v1/lineage", body=event))
 
-    async def send_lineage_batch(self, events: Sequence[Mapping[str, Any]]) -> LineageBatchResult:
+    def send_lineage_batch(self, events: Sequence[Mapping[str, Any]]) -> LineageBatchResult:
         """Ingest events one by one; rejected ones are reported (`rejected`), not raised."""
         try:
-            result = await self.request("POST", "/api/v1/lineage/batch", body=list(events))
+            result = self.request("POST", "/api/v1/lineage/batch", body=list(events))
         except ValidationError as error:
             result = _http.partial_batch(error)
         return cast(LineageBatchResult, result)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from watcher import __version__
 from watcher.config import Settings, load_settings
 
-log = logging.getLogger("watcher.cli")
+log = logging.getLogger("watcher.cli.local")
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -21,7 +21,7 @@ def database_url(settings: Settings) -> tuple[str, object | None]:
     """The URL to use, starting the embedded server when none is configured."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value(), None
-    from watcher.embedded import start_embedded
+    from watcher.db.embedded import start_embedded
 
     embedded = start_embedded(settings.data_dir)
     print(f"watcher: embedded PostgreSQL, data directory {embedded.data_dir}", file=sys.stderr)
@@ -50,8 +50,8 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from watcher import migrate
     from watcher.app import create_app
+    from watcher.db import migrate
     from watcher.logs import setup_logging
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
@@ -93,7 +93,7 @@ def _hint_first_token(settings: Settings, url: str) -> None:
     import asyncio
 
     from watcher.auth import FIRST_TOKEN_HINT, count_live_tokens
-    from watcher.database import create_engine
+    from watcher.db.engine import create_engine
 
     async def count() -> int:
         engine = create_engine(url, settings)
@@ -108,7 +108,7 @@ def _hint_first_token(settings: Settings, url: str) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from watcher import migrate
+    from watcher.db import migrate
 
     settings = load_settings()
     url, embedded = database_url(settings)
@@ -122,7 +122,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 # For the commands that work on the database or serve it (serve, migrate, tokens); the API
-# commands (watcher.commands) carry their own, with exit code 3 for HTTP errors.
+# commands (watcher.cli.remote) carry their own, with exit code 3 for HTTP errors.
 LOCAL_EXIT_CODES = """exit codes:
   0    success
   1    failure: the database failed, or tokens revoke found no live token with that id
@@ -172,7 +172,7 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type:
 
 
 def _register_tokens(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from watcher.tokens import register
+    from watcher.cli.tokens import register
 
     register(sub)
 
@@ -181,7 +181,7 @@ EXTRA_COMMANDS.append(_register_tokens)
 
 
 def _register_api_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from watcher.commands import register
+    from watcher.cli.remote import register
 
     register(sub)
 

@@ -15,7 +15,7 @@ Closing it:
    Watcher moves the pipeline's watermark to next_watermark and turns load_lineage off.
 
 Fail-open: any `WatcherError` on the way is logged once per top-level run (children share
-the warning) on the `watcher.client` logger, and the user's code runs untracked; with
+the warning) on the `watcher_client` logger, and the user's code runs untracked; with
 `strict=True` it is raised instead.
 """
 
@@ -28,17 +28,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from watcher.client._errors import (
+from watcher_client._errors import (
     InvalidResponse,
     PipelineInactive,
     ServerError,
     WatcherError,
     WatcherUnavailable,
 )
-from watcher.client._http import compact, pipeline_body, start_body, watermark_text
-from watcher.client._models import JSON, Address, Watermark
+from watcher_client._http import compact, pipeline_body, start_body, watermark_text
+from watcher_client._models import JSON, Address, Watermark
 
-logger = logging.getLogger("watcher.client")
+logger = logging.getLogger("watcher_client")
 
 Call = tuple[str, str, dict[str, Any]]
 Steps = Generator[Call, Any, None]

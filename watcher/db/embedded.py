@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("watcher.embedded")
+log = logging.getLogger("watcher.db.embedded")
 
 DATABASE = "watcher"
 

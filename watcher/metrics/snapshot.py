@@ -26,9 +26,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select, text, true
 
-from watcher import schema
-from watcher.rules import Rule, resolve, split_row
-from watcher.sql import DriverSession, Statement
+from watcher.checks.rules import Rule, resolve, split_row
+from watcher.db import schema
+from watcher.db.driver import DriverSession, Statement
 
 DML_OPERATIONS = ("insert", "update", "soft_delete", "total")
 TIMELINESS_STATUSES = ("running", "completed")

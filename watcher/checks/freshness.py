@@ -22,12 +22,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
-from watcher.database import transaction
+from watcher.checks.rules import resolve, rule_columns_sql, split_row
+from watcher.db.engine import transaction
 from watcher.routing import Router
-from watcher.rules import resolve, rule_columns_sql, split_row
 from watcher.services import Services, services_of
 
-log = logging.getLogger("watcher.freshness")
+log = logging.getLogger("watcher.checks.freshness")
 router = Router("checks")
 
 

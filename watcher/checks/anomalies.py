@@ -47,16 +47,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
-from watcher.database import transaction
+from watcher.checks.statistics import Evaluation, Summary, judge
+from watcher.db.engine import transaction
+from watcher.db.schema import ANOMALY_METRICS, anomaly_detection_rule
 from watcher.errors import NotFound
 from watcher.events import ExecutionEnded
 from watcher.fields import Body, Id, MetricField, Row
 from watcher.routing import Reply, Router, path_id
-from watcher.schema import ANOMALY_METRICS, anomaly_detection_rule
 from watcher.services import Services, services_of
-from watcher.statistics import Evaluation, Summary, judge
 
-log = logging.getLogger("watcher.anomalies")
+log = logging.getLogger("watcher.checks.anomalies")
 router = Router("anomaly detection")
 
 MAX_PENDING = 10_000  # execution ids queued for background detection

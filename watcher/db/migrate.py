@@ -9,7 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The session-level advisory lock every online migration run holds (migrations/env.py), so
 # that replicas starting at once on one database migrate one at a time. Fixed and documented
 # (README, Operations): distinct from WATCHER_LEADER_LOCK_ID and the lineage lock.

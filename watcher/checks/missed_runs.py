@@ -35,12 +35,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
-from watcher.database import transaction
+from watcher.checks.rules import Schedule, resolve_schedule, rule_columns_sql, split_row
+from watcher.db.engine import transaction
 from watcher.routing import Router
-from watcher.rules import Schedule, resolve_schedule, rule_columns_sql, split_row
 from watcher.services import Services, services_of
 
-log = logging.getLogger("watcher.missed_runs")
+log = logging.getLogger("watcher.checks.missed_runs")
 router = Router("checks")
 
 HORIZON = timedelta(days=400)

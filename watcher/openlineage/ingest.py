@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import addresses, executions, lineage, pipelines, routing
-from watcher.database import transaction
+from watcher.db.engine import transaction
 from watcher.errors import Conflict, ErrorItem, InvalidInput, PayloadTooLarge, WatcherError
 from watcher.events import ExecutionStarted
 from watcher.fields import MAX_BODY_DEPTH, MAX_METADATA_DEPTH, Count, Timestamp, json_depth

@@ -17,14 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from watcher import auth
 from watcher.clock import Clock
 from watcher.config import load_settings
-from watcher.database import create_engine
+from watcher.db.engine import create_engine
 
 T = TypeVar("T")
 
 
 def _on_database(fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    from watcher import migrate
-    from watcher.cli import database_url
+    from watcher.cli.local import database_url
+    from watcher.db import migrate
 
     settings = load_settings()
     url, embedded = database_url(settings)

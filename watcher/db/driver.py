@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.util import greenlet_spawn
 
-from watcher.database import is_outage, unavailable
+from watcher.db.engine import is_outage, unavailable
 
 Row = Mapping[str, Any]
 
@@ -129,7 +129,7 @@ async def raw_autocommit(engine: AsyncEngine) -> AsyncIterator[DriverSession]:
 
     For routes whose write is one statement (atomic by itself: the ingestion path's CTEs);
     it saves the BEGIN and COMMIT round trips, two of three per request. Outages and
-    transient failures surface as `Unavailable` (as in `watcher.database.transaction`), and a
+    transient failures surface as `Unavailable` (as in `watcher.db.engine.transaction`), and a
     connection that failed by an outage is invalidated, not pooled again.
     """
     try:

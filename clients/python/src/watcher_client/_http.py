@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 
-from watcher.client._errors import (
+from watcher_client._errors import (
     APIError,
     InvalidResponse,
     WatcherError,
     WatcherUnavailable,
     error_for_status,
 )
-from watcher.client._models import Watermark
+from watcher_client._models import Watermark
 
 # A JSON object, or an array of them (the OpenLineage batch).
 Body = Mapping[str, Any] | Sequence[Mapping[str, Any]]

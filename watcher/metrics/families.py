@@ -3,7 +3,7 @@
 Two sources, one registry (`services.registry`, injected so tests use a fresh one):
 - counters and histograms below are incremented by event handlers, i.e. after the
   transaction that caused them committed (`watcher.events`);
-- per-pipeline state comes from the snapshot collector in `watcher.metrics_snapshot`,
+- per-pipeline state comes from the snapshot collector in `watcher.metrics.snapshot`,
   refreshed by the `metrics_snapshot` job on every replica (any replica can be scraped) and
   rendered from memory, so a scrape never queries the database.
 
@@ -30,13 +30,14 @@ from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 
+from watcher.db.driver import raw_autocommit
 from watcher.events import (
     ExecutionEnded,
     ExecutionStarted,
     JobFinished,
     RequestFinished,
 )
-from watcher.metrics_snapshot import (
+from watcher.metrics.snapshot import (
     SnapshotCollector,
     SnapshotStore,
     counter_header,
@@ -46,7 +47,6 @@ from watcher.metrics_snapshot import (
 from watcher.routing import Router
 from watcher.scheduler import Scheduler
 from watcher.services import Services, services_of
-from watcher.sql import raw_autocommit
 
 router = Router()
 

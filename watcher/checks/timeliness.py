@@ -23,13 +23,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
-from watcher.database import transaction
+from watcher.checks.rules import FIXED_SECONDS, resolve, rule_columns_sql, split_row
+from watcher.db.engine import transaction
 from watcher.fields import Body
 from watcher.routing import Router
-from watcher.rules import FIXED_SECONDS, resolve, rule_columns_sql, split_row
 from watcher.services import Services, services_of
 
-log = logging.getLogger("watcher.timeliness")
+log = logging.getLogger("watcher.checks.timeliness")
 router = Router("checks")
 
 

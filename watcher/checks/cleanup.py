@@ -26,12 +26,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
-from watcher.database import transaction
+from watcher.db.engine import transaction
 from watcher.fields import Body
 from watcher.routing import Router
 from watcher.services import Services, services_of
 
-log = logging.getLogger("watcher.cleanup")
+log = logging.getLogger("watcher.checks.cleanup")
 router = Router("checks")
 
 MAX_BATCHES_PER_TABLE = 1_000_000

@@ -1,6 +1,6 @@
 """The Watcher Python client: report pipeline runs with three lines, never break the pipeline.
 
-    from watcher.client import WatcherClient
+    from watcher_client import WatcherClient
 
     with WatcherClient().track("daily_orders", "extraction") as run:
         run.inserts = load_orders(since=run.watermark)
@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from watcher.client._async import AsyncWatcherClient
-from watcher.client._errors import (
+from watcher_client._async import AsyncWatcherClient
+from watcher_client._errors import (
     APIError,
     AuthenticationError,
     BadRequest,
@@ -28,10 +28,10 @@ from watcher.client._errors import (
     WatcherError,
     WatcherUnavailable,
 )
-from watcher.client._http import RetryPolicy
-from watcher.client._models import Address, Watermark
-from watcher.client._sync import WatcherClient
-from watcher.client._track import AsyncRun, AsyncTrack, Run, Track
+from watcher_client._http import RetryPolicy
+from watcher_client._models import Address, Watermark
+from watcher_client._sync import WatcherClient
+from watcher_client._track import AsyncRun, AsyncTrack, Run, Track
 
 __all__ = [
     "APIError",

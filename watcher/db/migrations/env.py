@@ -1,6 +1,6 @@
-"""Alembic environment (async, asyncpg). The URL comes from `watcher.migrate` or Settings.
+"""Alembic environment (async, asyncpg). The URL comes from `watcher.db.migrate` or Settings.
 
-Online runs hold the advisory lock `watcher.migrate.MIGRATION_LOCK_ID` for their whole run.
+Online runs hold the advisory lock `watcher.db.migrate.MIGRATION_LOCK_ID` for their whole run.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from watcher.database import async_url
-from watcher.migrate import LOCK_POLL_SECONDS, MIGRATION_LOCK_ID
-from watcher.schema import metadata
+from watcher.db.engine import async_url
+from watcher.db.migrate import LOCK_POLL_SECONDS, MIGRATION_LOCK_ID
+from watcher.db.schema import metadata
 
 config = context.config
 target_metadata = metadata
-log = logging.getLogger("watcher.migrate")
+log = logging.getLogger("watcher.db.migrate")
 
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
