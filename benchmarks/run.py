@@ -297,8 +297,8 @@ class Bench:
         """The leader's metrics snapshot refresh (every 5 s by default), in this process."""
         from watcher.app import create_app
         from watcher.config import Settings
-        from watcher.metrics.families import refresh_snapshot
-        from watcher.metrics.snapshot import SnapshotStore
+        from watcher.metrics.collectors import SnapshotStore
+        from watcher.metrics.routes import refresh_snapshot
 
         async def go() -> list[float]:
             settings = Settings(scheduler_enabled=False, auth_enabled=False, log_level="warning")
@@ -325,7 +325,7 @@ class Bench:
     def catch_up(self) -> dict[str, Any]:
         """The anomaly catch-up job's function, run once in this process on Watcher's code."""
         try:
-            from watcher.checks.anomalies import catch_up
+            from watcher.checks.anomalies.detector import catch_up
         except ImportError:
             return {"measured": False, "reason": "watcher.checks.anomalies.catch_up not there"}
         from watcher.app import create_app

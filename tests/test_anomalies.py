@@ -19,7 +19,8 @@ from tests.check_helpers import make_pipeline, run
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from watcher.checks import anomalies
-from watcher.checks.anomalies import Detector, catch_up, evaluate_now
+from watcher.checks.anomalies.detector import Detector, catch_up
+from watcher.checks.anomalies.evaluation import evaluate_now
 from watcher.checks.statistics import evaluate
 from watcher.db.embedded import EmbeddedPostgres
 from watcher.db.schema import ANOMALY_METRICS
@@ -413,7 +414,7 @@ def test_ends_beyond_the_queue_are_left_to_the_catch_up_and_logged_once(
     pid = make_pipeline(client, "p")
     make_rule(client, pid)
     seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
-    monkeypatch.setattr(anomalies, "MAX_PENDING", 0)
+    monkeypatch.setattr(anomalies.detector, "MAX_PENDING", 0)
     detector: Detector = live.services.state["anomaly_detector"]
     detector._deferred_logged_at = -math.inf
     before = detector.deferred
@@ -547,7 +548,7 @@ def test_a_batch_decides_exactly_as_one_by_one(
     ]
     outcomes = []
     for name, batch in (("batched", 500), ("one by one", 1)):
-        monkeypatch.setattr(anomalies, "CATCHUP_BATCH", batch)
+        monkeypatch.setattr(anomalies.detector, "CATCHUP_BATCH", batch)
         pid = make_pipeline(client, name)
         make_rule(client, pid, minimum_executions=5, z_threshold=2.0)
         insert_executions(live, pid, history)
@@ -580,7 +581,7 @@ def lose(live: LiveServer, pipeline_id: int, values: list[float], hour_offset: i
 def test_the_catch_up_crosses_batch_boundaries(
     client: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(anomalies, "CATCHUP_BATCH", 2)
+    monkeypatch.setattr(anomalies.detector, "CATCHUP_BATCH", 2)
     pids = [make_pipeline(client, f"p{i}") for i in range(2)]
     lost = []
     for pid in pids:
@@ -623,10 +624,10 @@ def test_two_replicas_claim_disjoint_batches_without_waiting(
         async with engine.connect() as a, engine.connect() as b:
             await a.begin()
             await b.begin()
-            claimed_a = await anomalies.evaluate_batch(a, first, now)
+            claimed_a = await anomalies.evaluation.evaluate_batch(a, first, now)
             # A holds its claims uncommitted: B skips them instead of waiting for A.
             claimed_b = await asyncio.wait_for(
-                anomalies.evaluate_batch(b, first + second, now), timeout=10
+                anomalies.evaluation.evaluate_batch(b, first + second, now), timeout=10
             )
             await a.commit()
             await b.commit()
@@ -641,7 +642,7 @@ def test_two_replicas_claim_disjoint_batches_without_waiting(
 def test_concurrent_catch_ups_evaluate_each_execution_once(
     client: httpx.Client, live: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(anomalies, "CATCHUP_BATCH", 3)
+    monkeypatch.setattr(anomalies.detector, "CATCHUP_BATCH", 3)
     pid = make_pipeline(client, "p")
     make_rule(client, pid)
     make_rule(client, pid, "inserts")
@@ -666,7 +667,7 @@ def test_a_failing_batch_is_evaluated_one_by_one(
     async def broken(*args: Any) -> list[int]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(anomalies, "evaluate_batch", broken)
+    monkeypatch.setattr(anomalies.detector, "evaluate_batch", broken)
     pid = make_pipeline(client, "p")
     make_rule(client, pid)
     seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])

@@ -123,14 +123,14 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
         ),
         "freshness": (freshness.CANDIDATES, {}),
         "missed_runs": (missed_runs.CANDIDATES, {}),
-        "anomaly claim": (anomalies.RECLAIM, {"id": recent["id"], "now": NOW}),
+        "anomaly claim": (anomalies.evaluation.RECLAIM, {"id": recent["id"], "now": NOW}),
         "anomaly batch claim": (
-            anomalies.CLAIM_BATCH,
+            anomalies.evaluation.CLAIM_BATCH,
             {"ids": [recent["id"], first], "now": NOW},
         ),
-        "anomaly rules": (anomalies.PENDING_RULES, {"ids": [first, recent["id"]]}),
+        "anomaly rules": (anomalies.evaluation.PENDING_RULES, {"ids": [first, recent["id"]]}),
         "anomaly baseline": (
-            anomalies.BASELINE,
+            anomalies.evaluation.BASELINE,
             {
                 "ids": [recent["id"], first],
                 **{
@@ -140,10 +140,10 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
             },
         ),
         "anomaly catch-up": (
-            anomalies.UNCHECKED,
+            anomalies.detector.UNCHECKED,
             {"after_end": datetime(1, 1, 1, tzinfo=UTC), "after_id": 0, "limit": 500},
         ),
-        "latest success": (anomalies.LATEST_SUCCESS, {"pipeline_id": 7}),
+        "latest success": (anomalies.routes.LATEST_SUCCESS, {"pipeline_id": 7}),
         "metrics snapshot anomalies": (metrics_snapshot.ANOMALY_STATE, {}),
         "metrics snapshot last executions": (metrics_snapshot.LAST_EXECUTIONS, {"param_1": 1}),
         "metrics snapshot running": (metrics_snapshot.RUNNING_COUNTS, {}),

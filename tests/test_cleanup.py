@@ -186,7 +186,7 @@ def test_the_cutoff_is_midnight_utc_retention_days_ago() -> None:
 
 def _exported_counters(live: LiveServer) -> dict[str, float]:
     """The per-pipeline counters of pipeline "p", as a fresh metrics snapshot exports them."""
-    from watcher.metrics.families import refresh_snapshot
+    from watcher.metrics.routes import refresh_snapshot
 
     store = live.services.state["metrics_snapshot"]
     live.run(lambda: refresh_snapshot(live.services, store))

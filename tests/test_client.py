@@ -23,7 +23,7 @@ from watcher_client import (
 )
 
 from tests.conftest import LiveServer
-from watcher.checks.anomalies import Detector
+from watcher.checks.anomalies.detector import Detector
 
 SOURCE: Address = {
     "name": "shop.public.orders",

@@ -21,14 +21,13 @@ from tests.factories import end, make_pipeline, start
 from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
-from watcher.metrics.families import Metrics, SchedulerCollector, refresh_snapshot
+from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
+from watcher.metrics.routes import refresh_snapshot
 from watcher.metrics.snapshot import (
     AnomalyState,
     LastExecution,
     PipelineState,
     Snapshot,
-    SnapshotCollector,
-    SnapshotStore,
     build_state,
     parse_watermark,
 )
@@ -235,7 +234,7 @@ def _tricky_states() -> tuple[PipelineState, ...]:
 def test_direct_encoding_is_byte_for_byte_prometheus_clients(openmetrics: bool) -> None:
     from prometheus_client.openmetrics.exposition import generate_latest as generate_om
 
-    from watcher.metrics.snapshot import encode_snapshot
+    from watcher.metrics.exposition import encode_snapshot
 
     store = SnapshotStore()
     snapshot = Snapshot(NOW, 0.1, _tricky_states(), inactive_pipelines=3)
@@ -412,7 +411,7 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 def test_execution_counters_encode_byte_for_byte_as_prometheus_client(openmetrics: bool) -> None:
     from prometheus_client.openmetrics.exposition import generate_latest as generate_om
 
-    from watcher.metrics.families import PipelineCounters
+    from watcher.metrics.collectors import PipelineCounters
 
     counters = PipelineCounters()
     counters.inc(counters.started, ('we"ird\\name\nx', "typé ✓"))

@@ -26,15 +26,8 @@ from prometheus_client import CollectorRegistry
 from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
-from watcher.metrics.families import Metrics, SchedulerCollector
-from watcher.metrics.snapshot import (
-    AnomalyState,
-    LastExecution,
-    PipelineState,
-    Snapshot,
-    SnapshotCollector,
-    SnapshotStore,
-)
+from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
+from watcher.metrics.snapshot import AnomalyState, LastExecution, PipelineState, Snapshot
 from watcher.scheduler import Scheduler
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from sqlalchemy import Table
 
 from watcher.addresses import Address, AddressType
 from watcher.app import operations
-from watcher.checks.anomalies import DetectionResult, Rule
+from watcher.checks.anomalies.models import DetectionResult, Rule
 from watcher.db.schema import (
     address,
     address_type,

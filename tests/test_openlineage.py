@@ -723,7 +723,7 @@ def test_the_readme_spark_conf_names_the_same_endpoint(repo_root: Path) -> None:
 
 
 def post_lineage_path() -> str:
-    from watcher.openlineage.ingest import router
+    from watcher.openlineage.routes import router
 
     return next(op.path for op in router.operations if op.path.endswith("lineage"))
 

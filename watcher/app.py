@@ -30,8 +30,8 @@ from watcher.db.engine import (
 from watcher.errors import Conflict, InvalidInput, Unauthorized, Unavailable, WatcherError
 from watcher.events import Events
 from watcher.logs import RequestLogMiddleware
-from watcher.metrics import families as metrics
-from watcher.openlineage import ingest as openlineage
+from watcher.metrics import routes as metrics
+from watcher.openlineage import routes as openlineage
 from watcher.profiling import ProfilingMiddleware
 from watcher.routing import JSONResponse, Operation
 from watcher.scheduler import Scheduler

@@ -1,367 +1,201 @@
-"""Prometheus metrics: request-path families fed by events, and `GET /metrics`.
-
-Two sources, one registry (`services.registry`, injected so tests use a fresh one):
-- counters and histograms below are incremented by event handlers, i.e. after the
-  transaction that caused them committed (`watcher.events`);
-- per-pipeline state comes from the snapshot collector in `watcher.metrics.snapshot`,
-  refreshed by the `metrics_snapshot` job on every replica (any replica can be scraped) and
-  rendered from memory, so a scrape never queries the database.
-
-Labels are bounded: pipelines, pipeline types, operations, statuses, route templates and job
-names; never an execution id or free text. Per-pipeline series are the snapshot's and the
-execution counters' (`PipelineCounters`), which drop a pipeline once it leaves the snapshot
-(deactivated or deleted). The duration histogram stays by pipeline type: a dozen buckets per
-pipeline would multiply the scrape; per pipeline, the snapshot has the last duration.
-"""
+"""The per-pipeline families the snapshot exports: name, help, labels, and the samples of
+one pipeline's state (`pipeline_samples`), shared by the collector and the direct encoder."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
-from starlette.requests import Request
-from starlette.responses import Response
 
-from watcher.db.driver import raw_autocommit
-from watcher.events import (
-    ExecutionEnded,
-    ExecutionStarted,
-    JobFinished,
-    RequestFinished,
-)
 from watcher.metrics.snapshot import (
-    SnapshotCollector,
-    SnapshotStore,
-    counter_header,
-    escape_label_value,
-    load_snapshot,
+    _PIPELINE_LABELS,
+    TIMELINESS_STATUSES,
+    PipelineState,
+    parse_watermark,
+    rule_source,
 )
-from watcher.routing import Router
-from watcher.scheduler import Scheduler
-from watcher.services import Services, services_of
-
-router = Router()
-
-# Pipelines run from seconds to a day; alerting thresholds sit in the minutes-to-hours range.
-EXECUTION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400)
-HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
-_ROWS = (("insert", "inserts"), ("update", "updates"), ("soft_delete", "soft_deletes"))
 
 
-@dataclass
-class _Sums:
-    """One counter family's values by label values (the pipeline first)."""
+class Family:
+    """One per-pipeline family: its name, help, type and the labels beyond pipeline/type."""
 
-    name: str
-    documentation: str
-    labels: tuple[str, ...]
-    values: dict[tuple[str, ...], float] = field(default_factory=dict)
-    # Each series' `name{labels} ` once: a scrape then only formats the values.
-    prefixes: dict[tuple[str, ...], str] = field(default_factory=dict)
+    __slots__ = ("doc", "extra", "kind", "name", "sample_name")
 
-    def prefix(self, key: tuple[str, ...]) -> str:
-        found = self.prefixes.get(key)
-        if found is None:
-            pairs = sorted(zip(self.labels, key, strict=True))  # prometheus_client's order
-            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs)
-            found = self.prefixes[key] = f"{self.name}{{{labels}}} "
-        return found
+    def __init__(self, name: str, doc: str, kind: str = "gauge", *extra: str) -> None:
+        self.name, self.doc, self.kind, self.extra = name, doc, kind, extra
+        # A counter's family name drops `_total`; its samples keep it (prometheus_client's
+        # CounterMetricFamily and both exposition formats agree on this).
+        self.sample_name = name
+        if kind == "counter":
+            self.name = name.removesuffix("_total")
+            self.sample_name = f"{self.name}_total"
 
-
-class PipelineCounters(Collector):
-    """Execution counters labelled by pipeline: started, finished by status, rows by operation.
-
-    Kept as plain sums and rendered by `collect()` rather than as prometheus_client Counters:
-    every pipeline that ran adds up to seven series, encoded on every scrape (they move with
-    every event, so unlike the snapshot they cannot be cached), and Counter children cost
-    about three times as much to encode (a `_created` sample, an object and a lock each):
-    ~760 ms against ~230 ms for 10,000 pipelines. A pipeline leaves with a key deletion.
-
-    Events arrive on the event loop while scrapes collect in a worker thread: a lock guards
-    the dictionaries, held only to update or copy them.
-    """
-
-    def __init__(self) -> None:
-        self.started = _Sums(
-            "watcher_executions_started_total",
-            "Executions started, by pipeline and pipeline type.",
-            ("pipeline", "pipeline_type"),
-        )
-        self.finished = _Sums(
-            "watcher_executions_finished_total",
-            "Executions ended, by pipeline, pipeline type and status (success, failure).",
-            ("pipeline", "pipeline_type", "status"),
-        )
-        self.rows = _Sums(
-            "watcher_execution_rows_total",
-            "Rows reported by ended executions, by pipeline, pipeline type and DML operation.",
-            ("pipeline", "pipeline_type", "operation"),
-        )
-        self._lock = threading.Lock()
-        self._recent: set[str] = set()  # pipelines with an event since the last `retain`
-
-    def inc(self, sums: _Sums, labels: tuple[str, ...], amount: float = 1.0) -> None:
-        with self._lock:
-            sums.values[labels] = sums.values.get(labels, 0.0) + amount
-            self._recent.add(labels[0])
-
-    def retain(self, active: Collection[str]) -> None:
-        """Drop the series of pipelines neither in `active` nor counted since the last call.
-
-        A snapshot is read before it is installed: a pipeline created and run meanwhile is
-        missing from it, so its fresh series wait one more refresh before being judged.
-        """
-        with self._lock:
-            keep = self._recent | set(active)
-            self._recent = set()
-            for sums in self._families():
-                if any(key[0] not in keep for key in sums.values):
-                    sums.values = {k: v for k, v in sums.values.items() if k[0] in keep}
-                    sums.prefixes = {k: v for k, v in sums.prefixes.items() if k[0] in keep}
-
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            copies = [(sums, list(sums.values.items())) for sums in self._families()]
-        for sums, items in copies:
-            family = CounterMetricFamily(sums.name, sums.documentation, labels=sums.labels)
-            for labels, value in items:
-                family.add_metric(labels, value)
-            yield family
-
-    def encode(self, openmetrics: bool) -> bytes:
-        """`collect()` as exposition text, byte for byte, at a fraction of the cost.
-
-        These series move with every execution, so unlike the snapshot they cannot be
-        encoded once per refresh; with 10,000 pipelines that ran, prometheus_client's
-        encoder took ~230 ms per scrape. Each series' name and labels are formatted once
-        and kept, so a scrape formats only the values.
-        """
-        with self._lock:
-            copies = [(sums, list(sums.values.items())) for sums in self._families()]
-        out: list[str] = []
-        for sums, items in copies:
-            out.append(counter_header(sums.name, sums.documentation, openmetrics))
-            out += [f"{sums.prefix(key)}{floatToGoString(value)}\n" for key, value in items]
-        return "".join(out).encode()
-
-    def _families(self) -> tuple[_Sums, ...]:
-        return self.started, self.finished, self.rows
+    def metric_family(self) -> Metric:
+        kind = GaugeMetricFamily if self.kind == "gauge" else CounterMetricFamily
+        return kind(self.name, self.doc, labels=[*_PIPELINE_LABELS, *self.extra])
 
 
-class Metrics:
-    """The event-fed families; one instance per registry."""
+ACTIVE = Family("watcher_pipeline_active", "1 for every active pipeline.")
+SUCCESS = Family(
+    "watcher_pipeline_last_execution_success",
+    "1 if the pipeline's latest ended execution succeeded, 0 if it failed.",
+)
+DURATION = Family(
+    "watcher_pipeline_last_execution_duration_seconds",
+    "Duration of the pipeline's latest ended execution.",
+)
+END = Family(
+    "watcher_pipeline_last_execution_end_timestamp_seconds",
+    "End time of the pipeline's latest ended execution.",
+)
+ROWS = Family(
+    "watcher_pipeline_last_execution_rows",
+    "Rows reported by the latest ended execution, by DML operation.",
+    "gauge",
+    "operation",
+)
+THROUGHPUT = Family(
+    "watcher_pipeline_last_execution_throughput_rows_per_second",
+    "Throughput (total rows / duration) of the latest ended execution.",
+)
+LAST_DML = Family(
+    "watcher_pipeline_last_dml_timestamp_seconds",
+    "Latest insert, update or soft delete the pipeline reported on its target.",
+)
+LAG = Family(
+    "watcher_pipeline_freshness_lag_seconds",
+    "Seconds since the pipeline's last DML (compare with the freshness threshold).",
+)
+FRESHNESS = Family(
+    "watcher_pipeline_freshness_threshold_seconds",
+    "Freshness rule in seconds (pipeline rule = child, type rule = parent); absent "
+    "when muted or no rule.",
+    "gauge",
+    "rule_source",
+)
+RUNNING = Family("watcher_pipeline_running_executions", "Executions started and not ended.")
+OLDEST = Family(
+    "watcher_pipeline_oldest_running_execution_age_seconds",
+    "Age of the pipeline's oldest running execution.",
+)
+TIMELINESS = Family(
+    "watcher_pipeline_timeliness_threshold_seconds",
+    "Timeliness rule in seconds (child or parent); absent when muted or no rule.",
+    "gauge",
+    "rule_source",
+)
+WATERMARK = Family("watcher_pipeline_watermark", "The stored watermark, when it is a number.")
+WATERMARK_TS = Family(
+    "watcher_pipeline_watermark_timestamp_seconds",
+    "The stored watermark, when it is a date or timestamp.",
+)
+Z_SCORE = Family(
+    "watcher_pipeline_anomaly_z_score",
+    "z-score of the latest anomaly evaluation, per pipeline and metric.",
+    "gauge",
+    "metric",
+)
+Z_THRESHOLD = Family(
+    "watcher_pipeline_anomaly_z_threshold",
+    "z-score threshold of the active anomaly rule, per pipeline and metric.",
+    "gauge",
+    "metric",
+)
+ANOMALIES = Family(
+    "watcher_pipeline_anomalies_detected_total",
+    "Anomalies detected (results outside the bounds, including those log cleanup removed).",
+    "counter",
+    "metric",
+)
+TIMELINESS_VIOLATIONS = Family(
+    "watcher_pipeline_timeliness_violations_total",
+    "Overdue executions logged by the timeliness check, by status (cleanup never lowers it).",
+    "counter",
+    "status",
+)
+FRESHNESS_VIOLATIONS = Family(
+    "watcher_pipeline_freshness_violations_total",
+    "Stale last-DML times logged by the freshness check (cleanup never lowers it).",
+    "counter",
+)
+MISSED_RUNS = Family(
+    "watcher_pipeline_missed_runs_total",
+    "Scheduled runs that never started (cleanup never lowers it).",
+    "counter",
+)
 
-    def __init__(
-        self, registry: CollectorRegistry, *, include_pipeline_counters: bool = True
-    ) -> None:
-        self.pipelines = PipelineCounters()
-        if include_pipeline_counters:
-            registry.register(self.pipelines)
-        self.execution_duration = Histogram(
-            "watcher_execution_duration_seconds",
-            "Duration of ended executions, by pipeline type.",
-            ["pipeline_type"],
-            buckets=EXECUTION_BUCKETS,
-            registry=registry,
-        )
-        self.http_duration = Histogram(
-            "watcher_http_request_duration_seconds",
-            "HTTP request duration, by method, route template and status code.",
-            ["method", "route", "status"],
-            buckets=HTTP_BUCKETS,
-            registry=registry,
-        )
-        self.job_runs = Counter(
-            "watcher_scheduler_job_runs_total",
-            "Scheduled job runs on this replica.",
-            ["job"],
-            registry=registry,
-        )
-        self.job_failures = Counter(
-            "watcher_scheduler_job_failures_total",
-            "Scheduled job runs that raised.",
-            ["job"],
-            registry=registry,
-        )
-        self.job_duration = Histogram(
-            "watcher_scheduler_job_duration_seconds",
-            "Duration of scheduled job runs.",
-            ["job"],
-            buckets=JOB_BUCKETS,
-            registry=registry,
-        )
-        self.job_last_success: dict[str, float] = {}  # rendered by SchedulerCollector
+# Exposition order (the order of `_samples` within a pipeline does not matter).
+FAMILIES: tuple[Family, ...] = (
+    ACTIVE,
+    SUCCESS,
+    DURATION,
+    END,
+    ROWS,
+    THROUGHPUT,
+    LAST_DML,
+    LAG,
+    FRESHNESS,
+    RUNNING,
+    OLDEST,
+    TIMELINESS,
+    WATERMARK,
+    WATERMARK_TS,
+    Z_SCORE,
+    Z_THRESHOLD,
+    ANOMALIES,
+    TIMELINESS_VIOLATIONS,
+    FRESHNESS_VIOLATIONS,
+    MISSED_RUNS,
+)
 
-    def execution_started(self, event: ExecutionStarted) -> None:
-        self.pipelines.inc(self.pipelines.started, (event.pipeline, event.pipeline_type))
-
-    def execution_ended(self, event: ExecutionEnded) -> None:
-        status = "success" if event.success else "failure"
-        labels = (event.pipeline, event.pipeline_type)
-        self.pipelines.inc(self.pipelines.finished, (*labels, status))
-        self.execution_duration.labels(event.pipeline_type).observe(event.duration_seconds)
-        counts = [(op, getattr(event, attribute)) for op, attribute in _ROWS]
-        for operation, count in [*counts, ("total", event.total_rows)]:
-            if count and count > 0:
-                self.pipelines.inc(self.pipelines.rows, (*labels, operation), count)
-
-    def retain_pipelines(self, active: Collection[str]) -> None:
-        """Forget the execution counters of pipelines no longer active (see `retain`)."""
-        self.pipelines.retain(active)
-
-    def request_finished(self, event: RequestFinished) -> None:
-        labels = (event.method, event.route, str(event.status))
-        self.http_duration.labels(*labels).observe(event.duration_seconds)
-
-    def job_finished(self, event: JobFinished) -> None:
-        self.job_runs.labels(event.job).inc()
-        self.job_duration.labels(event.job).observe(event.duration_seconds)
-        failures = self.job_failures.labels(event.job)  # exported at 0 from the first run
-        if event.success:
-            self.job_last_success[event.job] = event.finished_at.timestamp()
-        else:
-            failures.inc()
-
-    def subscribe(self, services: Services) -> None:
-        events = services.events
-        events.subscribe(ExecutionStarted, self.execution_started)
-        events.subscribe(ExecutionEnded, self.execution_ended)
-        events.subscribe(RequestFinished, self.request_finished)
-        events.subscribe(JobFinished, self.job_finished)
-
-
-class _Union(Collector):
-    """Several collectors as one: `services.registry` reads the exposed registry and the
-    per-pipeline execution counters together."""
-
-    def __init__(self, *collectors: Collector) -> None:
-        self._collectors = collectors
-
-    def collect(self) -> Iterator[Metric]:
-        for collector in self._collectors:
-            yield from collector.collect()
-
-
-class SchedulerCollector(Collector):
-    """Leadership, job intervals and last successes, read from memory at scrape time.
-
-    A job that has not succeeded since this process started reports the start time as its
-    last success, so "time since last success" is meaningful from the first scrape and a
-    job that never succeeds trips `WatcherSchedulerStalled` instead of staying invisible.
-    Reading `scheduler.is_leader` directly (rather than remembering `LeadershipChanged`
-    events) means the gauge cannot drift from the scheduler's own view.
-    """
-
-    def __init__(self, scheduler: Scheduler, metrics: Metrics, started_at: float) -> None:
-        self._scheduler = scheduler
-        self._metrics = metrics
-        self._started_at = started_at
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "watcher_scheduler_leader",
-            "1 while this replica holds the scheduler leadership lock, else 0.",
-            value=1 if self._scheduler.is_leader else 0,
-        )
-        interval = GaugeMetricFamily(
-            "watcher_scheduler_job_interval_seconds",
-            "How often the job is scheduled.",
-            labels=["job", "leader_only"],
-        )
-        last_success = GaugeMetricFamily(
-            "watcher_scheduler_job_last_success_timestamp_seconds",
-            "When the job last succeeded on this replica (process start if it has not yet).",
-            labels=["job"],
-        )
-        successes = self._metrics.job_last_success
-        for job in list(self._scheduler.jobs.values()):
-            interval.add_metric([job.name, str(job.leader_only).lower()], job.seconds)
-            last_success.add_metric([job.name], successes.get(job.name, self._started_at))
-        yield interval
-        yield last_success
+Sample = tuple[Family, tuple[str, ...], float]
 
 
-def pool_stats(services: Services) -> Callable[[], tuple[int, int, int]]:
-    """(in use, idle, max) from the engine's pool: counters in memory, no connection used."""
-    pool = services.engine.sync_engine.pool
-    maximum = services.settings.db_pool_size + services.settings.db_max_overflow
-
-    def read() -> tuple[int, int, int]:
-        in_use = getattr(pool, "checkedout", lambda: 0)()
-        idle = getattr(pool, "checkedin", lambda: 0)()
-        return in_use, idle, maximum
-
-    return read
-
-
-async def refresh_snapshot(services: Services, store: SnapshotStore) -> None:
-    async with raw_autocommit(services.engine) as db:
-        async with db.conn.transaction(isolation="repeatable_read", readonly=True):
-            snapshot = await load_snapshot(db, services.clock.now())
-    store.replace(snapshot)
-    services.state["metrics"].retain_pipelines({p.name for p in snapshot.pipelines})
-    # Encode the scrapers' format now, off the event loop, so the next scrape finds it ready.
-    await asyncio.to_thread(store.encoded, store.openmetrics)
-
-
-def exposition(services: Services, accept: str) -> tuple[bytes, str]:
-    """The registry's families in the negotiated format, the per-pipeline ones encoded by
-    Watcher itself: the execution counters from their kept prefixes, the snapshot's cached.
-
-    `services.registry` holds every family (tests read samples from it); what scrapes
-    encode through prometheus_client is `exposed`, the same collectors without the
-    per-pipeline execution counters, which `PipelineCounters.encode` renders instead.
-    """
-    encoder, content_type = choose_encoder(accept)
-    openmetrics = content_type.startswith("application/openmetrics-text")
-    metrics: Metrics = services.state["metrics"]
-    live = encoder(services.state["metrics_exposed"]).removesuffix(b"# EOF\n")
-    live += metrics.pipelines.encode(openmetrics)
-    store: SnapshotStore = services.state["metrics_snapshot"]
-    # OpenMetrics ends with one "# EOF": the snapshot's part brings it.
-    return live + store.encoded(openmetrics), content_type
-
-
-def setup(services: Services) -> None:
-    """Register the families and the collector, subscribe to events, schedule the snapshot."""
-    exposed = CollectorRegistry(auto_describe=False)  # encoded by prometheus_client
-    metrics = Metrics(exposed, include_pipeline_counters=False)
-    metrics.subscribe(services)
-    store = SnapshotStore()
-    exposed.register(SchedulerCollector(services.scheduler, metrics, time.time()))
-    exposed.register(SnapshotCollector(store, services.clock.now, pool_stats(services)))
-    ProcessCollector(registry=exposed)  # process_* (CPU, memory, fds) for the health board
-    services.registry.register(_Union(exposed, metrics.pipelines))
-    services.state["metrics"] = metrics
-    services.state["metrics_exposed"] = exposed
-    services.state["metrics_snapshot"] = store
-
-    async def snapshot_job() -> None:
-        await refresh_snapshot(services, store)
-
-    # Every replica keeps its own snapshot (not leader-only) so any of them can be scraped.
-    services.scheduler.add_job(
-        "metrics_snapshot",
-        snapshot_job,
-        seconds=services.settings.metrics_snapshot_interval_seconds,
-        leader_only=False,
-    )
+def pipeline_samples(s: PipelineState, now: datetime) -> Iterator[Sample]:
+    """Every per-pipeline sample of one pipeline as (family, extra label values, value)."""
+    yield ACTIVE, (), 1
+    last = s.last_execution
+    if last is not None:
+        yield SUCCESS, (), 1 if last.success else 0
+        yield END, (), last.end_date.timestamp()
+        if last.duration_seconds is not None:
+            yield DURATION, (), last.duration_seconds
+        for operation, value in last.rows.items():
+            if value is not None:
+                yield ROWS, (operation,), value
+        if last.throughput is not None:
+            yield THROUGHPUT, (), last.throughput
+    if s.last_dml is not None:
+        yield LAST_DML, (), s.last_dml.timestamp()
+        yield LAG, (), (now - s.last_dml).total_seconds()
+        if s.freshness is not None:
+            yield FRESHNESS, (rule_source(s.freshness),), s.freshness.seconds_from(s.last_dml)
+    yield RUNNING, (), s.running
+    if s.oldest_running_start is not None:
+        yield OLDEST, (), (now - s.oldest_running_start).total_seconds()
+    if s.timeliness is not None and s.timeliness_threshold_seconds is not None:
+        yield TIMELINESS, (rule_source(s.timeliness),), s.timeliness_threshold_seconds
+    number, moment = parse_watermark(s.watermark)
+    if number is not None:
+        yield WATERMARK, (), number
+    if moment is not None:
+        yield WATERMARK_TS, (), moment
+    for a in s.anomalies:
+        yield Z_THRESHOLD, (a.metric,), a.z_threshold
+        yield ANOMALIES, (a.metric,), a.detected_total
+        if a.z_score is not None:
+            yield Z_SCORE, (a.metric,), a.z_score
+    for status in TIMELINESS_STATUSES:
+        yield TIMELINESS_VIOLATIONS, (status,), s.timeliness_violations.get(status, 0)
+    yield FRESHNESS_VIOLATIONS, (), s.freshness_violations
+    yield MISSED_RUNS, (), s.missed_runs
 
 
-@router.get("/metrics", scope="read", summary="Prometheus metrics (text or OpenMetrics)")
-async def metrics_endpoint(request: Request) -> Response:
-    services = services_of(request)
-    # Encoding can be CPU work (a first OpenMetrics scrape after a refresh): off the loop.
-    body, content_type = await asyncio.to_thread(
-        exposition, services, request.headers.get("accept", "")
-    )
-    return Response(body, media_type=content_type)
+def _pipeline_families(states: Iterable[PipelineState], now: datetime) -> Iterator[Metric]:
+    families = {id(f): f.metric_family() for f in FAMILIES}
+    for state in states:
+        labels = [state.name, state.pipeline_type]
+        for family, extra, value in pipeline_samples(state, now):
+            families[id(family)].add_metric([*labels, *extra], value)
+    yield from families.values()

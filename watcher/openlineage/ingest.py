@@ -26,294 +26,43 @@ Mapping (one transaction per event):
 
 from __future__ import annotations
 
-import hashlib
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any
 from uuid import UUID
 
-import orjson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.requests import Request
 
-from watcher import addresses, executions, lineage, pipelines, routing
+from watcher import addresses, executions, lineage, pipelines
 from watcher.db.engine import transaction
-from watcher.errors import Conflict, ErrorItem, InvalidInput, PayloadTooLarge, WatcherError
+from watcher.errors import Conflict, InvalidInput
 from watcher.events import ExecutionStarted
-from watcher.fields import MAX_BODY_DEPTH, MAX_METADATA_DEPTH, Count, Timestamp, json_depth
-from watcher.routing import Reply, Router, validation_errors
-from watcher.services import Services, services_of
-
-router = Router("openlineage")
-
-NAME_LIMIT = 150
-FACET_BYTES = 8_192
-FACETS_BYTES = 32_768
-MAX_DATASETS = 1000
-MAX_BATCH = 1000
-ERROR_MESSAGE_LIMIT = 2000
-STACK_TRACE_LIMIT = 8000
-TERMINAL = {"COMPLETE", "FAIL", "ABORT"}
-
-# Dataset namespace scheme → address type group (OpenLineage naming conventions).
-GROUPS: dict[str, str] = {
-    **dict.fromkeys(
-        "postgres postgresql mysql mariadb bigquery snowflake redshift trino presto mssql "
-        "sqlserver oracle db2 teradata athena hive databricks spanner clickhouse duckdb "
-        "sqlite vertica synapse azuresql mongodb cassandra dynamodb".split(),
-        "database",
-    ),
-    **dict.fromkeys(
-        "s3 s3a s3n gs gcs file hdfs abfs abfss wasb wasbs dbfs adl ftp sftp".split(), "storage"
-    ),
-    **dict.fromkeys("kafka kinesis pubsub eventhubs pulsar rabbitmq".split(), "stream"),
-    **dict.fromkeys("http https".split(), "api"),
-}
-
-
-class MalformedBody(WatcherError):
-    """400: the body is not JSON (or not valid gzip)."""
-
-    status_code = 400
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-def _none_as_empty(value: Any) -> Any:
-    return {} if value is None else value
-
-
-Str = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
-Facets = Annotated[dict[str, Any], BeforeValidator(_none_as_empty)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class Facet(BaseModel):
-    """A facet: the fields Watcher reads are typed, everything else is kept as sent."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class JobRef(Model):
-    namespace: Str
-    name: Str
-
-
-class RunRef(Model):
-    runId: UUID
-
-
-class RootRef(Model):
-    run: RunRef
-    job: JobRef
-
-
-class ParentRunFacet(Facet):
-    run: RunRef
-    job: JobRef
-    root: RootRef | None = None
-
-
-class ErrorMessageFacet(Facet):
-    message: Annotated[str, Field(max_length=1_000_000)]
-    programmingLanguage: str | None = None
-    stackTrace: str | None = None
-
-
-class RunFacets(Facet):
-    parent: ParentRunFacet | None = None
-    errorMessage: ErrorMessageFacet | None = None
-
-
-class OutputStatisticsFacet(Facet):
-    rowCount: Count | None = None
-    size: Count | None = None
-
-
-class OutputFacets(Facet):
-    outputStatistics: OutputStatisticsFacet | None = None
-
-
-class Job(JobRef):
-    facets: Facets = Field(default_factory=dict)
-
-
-class Run(RunRef):
-    facets: Annotated[RunFacets, BeforeValidator(_none_as_empty)] = Field(default_factory=RunFacets)
-
-
-class Dataset(JobRef):
-    facets: Facets = Field(default_factory=dict)
-
-
-class InputDataset(Dataset):
-    inputFacets: Facets = Field(default_factory=dict)
-
-
-class OutputDataset(Dataset):
-    outputFacets: Annotated[OutputFacets, BeforeValidator(_none_as_empty)] = Field(
-        default_factory=OutputFacets
-    )
-
-
-class BaseEvent(Model):
-    eventTime: Timestamp
-    producer: Str
-    schemaURL: Str
-
-
-class JobEvent(BaseEvent):
-    job: Job
-    inputs: Annotated[list[InputDataset], Field(max_length=MAX_DATASETS)] = Field(
-        default_factory=list
-    )
-    outputs: Annotated[list[OutputDataset], Field(max_length=MAX_DATASETS)] = Field(
-        default_factory=list
-    )
-
-
-class RunEvent(JobEvent):
-    eventType: Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"] | None = None
-    run: Run
-
-
-class DatasetEvent(BaseEvent):
-    dataset: Dataset
-
-
-Event = RunEvent | JobEvent | DatasetEvent
-
-
-# --- names -----------------------------------------------------------------------------
-
-
-def fit_name(value: str) -> str:
-    """Lowercased and trimmed like every Watcher name; over 150 characters, a prefix + hash."""
-    name = value.strip().lower()
-    if len(name) <= NAME_LIMIT:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return f"{name[: NAME_LIMIT - 17]}~{digest}"
-
-
-def pipeline_name(job: JobRef) -> str:
-    return fit_name(f"{job.namespace}.{job.name}")
-
-
-def scheme(namespace: str) -> str:
-    """`postgres://host:5432` → postgres; `bigquery` → bigquery."""
-    return fit_name(namespace.split("://", 1)[0] if "://" in namespace else namespace)
-
-
-def dataset_uri(namespace: str, name: str) -> str:
-    if "://" in namespace:
-        return f"{namespace.rstrip('/')}/{name.lstrip('/')}"
-    return f"{namespace}://{name}"
-
-
-def table_parts(group: str, name: str) -> tuple[str | None, str | None, str | None]:
-    """database.schema.table (or database.table) for database datasets."""
-    parts = name.split(".")
-    if group != "database" or not all(parts) or any(len(p) > NAME_LIMIT for p in parts):
-        return None, None, None
-    if len(parts) == 3:
-        return parts[0], parts[1], parts[2]
-    if len(parts) == 2:
-        return parts[0], None, parts[1]
-    return None, None, None
-
-
-def address_spec(dataset: Dataset) -> addresses.AddressSpec:
-    kind = scheme(dataset.namespace)
-    group = GROUPS.get(kind, "other")
-    database, schema, table = table_parts(group, dataset.name)
-    return addresses.AddressSpec(
-        name=fit_name(dataset_uri(dataset.namespace, dataset.name)),
-        address_type_name=kind,
-        address_type_group_name=group,
-        database_name=database,
-        schema_name=schema,
-        table_name=table,
-        address_metadata=described(dataset.namespace, dataset.name, dataset.facets),
-    )
-
-
-# --- metadata ----------------------------------------------------------------------------
-
-
-# Kept facets sit three levels down in the metadata ({"openlineage": {"facets": {name: …}}}).
-FACET_DEPTH = MAX_METADATA_DEPTH - 3
-
-
-def bounded(facets: dict[str, Any]) -> dict[str, Any]:
-    """Facets small enough to keep: each at most 8 KiB of JSON, 32 KiB in all, and nested at
-    most FACET_DEPTH levels (plans and logical plans Spark attaches would otherwise swamp the
-    metadata columns, or nest deeper than metadata may). The event itself is still recorded."""
-    kept: dict[str, Any] = {}
-    total = 0
-    for key, value in facets.items():
-        if json_depth(value, FACET_DEPTH) > FACET_DEPTH:  # before dumps: it stops at 255
-            continue
-        size = len(orjson.dumps(value, default=str))
-        if size <= FACET_BYTES and total + size <= FACETS_BYTES:
-            kept[key] = value
-            total += size
-    return kept
-
-
-def described(namespace: str, name: str, facets: dict[str, Any]) -> dict[str, Any]:
-    return {"openlineage": {"namespace": namespace, "name": name, "facets": bounded(facets)}}
-
-
-_MERGED = {"openlineage", "facets"}
-
-
-def merge(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
-    """`patch` over `current`; the `openlineage` and `facets` objects merge key by key."""
-    merged = dict(current or {})
-    for key, value in patch.items():
-        old = merged.get(key)
-        if key in _MERGED and isinstance(old, dict) and isinstance(value, dict):
-            merged[key] = merge(old, value)
-        else:
-            merged[key] = value
-    return merged
-
-
-_NULLABLE_JSONB = JSONB(none_as_null=True)
-
-
-async def merge_metadata(
-    conn: AsyncConnection, table: str, column: str, row_id: int, patch: dict[str, Any]
-) -> None:
-    """Merge `patch` into a JSONB column with a conditional UPDATE (retried when raced)."""
-    read = text(f"SELECT {column} AS m FROM {table} WHERE id = :id")
-    stamp = ", updated_at = now()" if table != "pipeline_execution" else ""
-    write = text(
-        f"UPDATE {table} SET {column} = :new{stamp} "
-        f"WHERE id = :id AND {column} IS NOT DISTINCT FROM :old"
-    ).bindparams(bindparam("new", type_=_NULLABLE_JSONB), bindparam("old", type_=_NULLABLE_JSONB))
-    for _ in range(5):
-        current = (await conn.execute(read, {"id": row_id})).scalar()
-        merged = merge(current, patch)
-        if merged == current:
-            return
-        result = await conn.execute(write, {"id": row_id, "new": merged, "old": current})
-        if result.rowcount:  # type: ignore[attr-defined]
-            return
-    raise Conflict(f"{table} {row_id} metadata changed concurrently, retry")
-
+from watcher.openlineage.events import (
+    ERROR_MESSAGE_LIMIT,
+    MAX_DATASETS,
+    STACK_TRACE_LIMIT,
+    TERMINAL,
+    Dataset,
+    DatasetEvent,
+    JobEvent,
+    JobRef,
+    OutputDataset,
+    RunEvent,
+    RunFacets,
+    RunRef,
+    parse_event,
+)
+from watcher.openlineage.mapping import (
+    address_spec,
+    bounded,
+    dataset_uri,
+    described,
+    fit_name,
+    merge_metadata,
+    pipeline_name,
+)
+from watcher.services import Services
 
 # --- pipelines, runs, lineage -------------------------------------------------------------
 
@@ -651,56 +400,6 @@ async def ingest_dataset(ctx: Ingest, event: DatasetEvent) -> dict[str, Any]:
     return {"event_type": "DATASET", "address_id": ids[spec.name], "status": "recorded"}
 
 
-# --- HTTP ---------------------------------------------------------------------------------
-
-
-_FACET_KEYS = ("facets", "inputFacets", "outputFacets")
-
-
-def shed_deep_facets(data: dict[str, Any]) -> None:
-    """Drop, in place, facets nested deeper than FACET_DEPTH (they would not be kept anyway,
-    see `bounded`) before validation: a Spark plan can nest hundreds of levels, past what
-    the validator and the JSON writer follow, and must not cost the event itself."""
-    holders = [data.get(k) for k in ("run", "job", "dataset")]
-    for side in ("inputs", "outputs"):
-        if isinstance(data.get(side), list):
-            holders += data[side]
-    for holder in holders:
-        if not isinstance(holder, dict):
-            continue
-        for key in _FACET_KEYS:
-            facets = holder.get(key)
-            if isinstance(facets, dict):
-                for name in [
-                    n for n, v in facets.items() if json_depth(v, FACET_DEPTH) > FACET_DEPTH
-                ]:
-                    del facets[name]
-
-
-def parse_event(data: Any) -> Event:
-    """A RunEvent (has run), DatasetEvent (has dataset) or JobEvent (has job only)."""
-    if not isinstance(data, dict):
-        raise InvalidInput.field(["body"], "expected an OpenLineage event (a JSON object)")
-    shed_deep_facets(data)
-    if json_depth(data, MAX_BODY_DEPTH) > MAX_BODY_DEPTH:
-        raise InvalidInput.field(["body"], f"nested deeper than {MAX_BODY_DEPTH} levels")
-    model: type[Event]
-    if "run" in data:
-        model = RunEvent
-    elif "dataset" in data:
-        model = DatasetEvent
-    elif "job" in data:
-        model = JobEvent
-    else:
-        raise InvalidInput.field(
-            ["body"], "not an OpenLineage event: expected run and job, dataset, or job"
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise validation_errors(error, "body") from None
-
-
 async def ingest(services: Services, data: Any) -> dict[str, Any]:
     """Validate and store one event in its own transaction; emit execution events after commit."""
     event = parse_event(data)
@@ -717,114 +416,3 @@ async def ingest(services: Services, data: Any) -> dict[str, Any]:
     for notice in ctx.notices:
         services.events.emit(notice)
     return result
-
-
-async def read_body(request: Request, limit: int) -> Any:
-    """The JSON body (gzip accepted, as the OpenLineage HTTP transports can send), bounded."""
-    raw = await routing.read_body(request, limit)
-    if request.headers.get("content-encoding", "").lower() == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            raw = inflater.decompress(raw, limit + 1)
-        except zlib.error as error:
-            raise MalformedBody(f"body is not valid gzip: {error}") from None
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"request body larger than {limit} bytes")
-    if not raw.strip():
-        raise MalformedBody("empty body: expected an OpenLineage event as JSON")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise MalformedBody(f"body is not JSON: {error}") from None
-
-
-class RunIngested(BaseModel):
-    event_type: str
-    pipeline_id: int
-    execution_id: int
-    status: Literal["recorded", "ended", "ignored"]
-
-
-class JobIngested(BaseModel):
-    event_type: Literal["JOB"]
-    pipeline_id: int
-    status: Literal["recorded"]
-
-
-class DatasetIngested(BaseModel):
-    event_type: Literal["DATASET"]
-    address_id: int
-    status: Literal["recorded"]
-
-
-Ingested = RunIngested | JobIngested | DatasetIngested
-
-
-class BatchItem(BaseModel):
-    """One event's outcome: the ingest result (201), or the error envelope's fields."""
-
-    model_config = ConfigDict(extra="allow")
-
-    index: int
-    status_code: int
-    detail: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-class BatchIngested(BaseModel):
-    accepted: int
-    rejected: int
-    results: list[BatchItem]
-
-
-_ANSWERS = {
-    400: "body is not JSON (or not valid gzip)",
-    409: "the runId already belongs to another job",
-}
-
-
-@router.post(
-    "/api/v1/lineage", scope="ingest", response=Ingested, status_code=201, responses=_ANSWERS
-)
-async def post_lineage(request: Request) -> Reply:
-    """Ingest one OpenLineage event (RunEvent, JobEvent or DatasetEvent, spec 2-0-2)."""
-    services = services_of(request)
-    data = await read_body(request, services.settings.max_body_bytes)
-    return Reply(await ingest(services, data), 201)
-
-
-@router.post(
-    "/api/v1/lineage/batch",
-    scope="ingest",
-    response=BatchIngested,
-    responses={
-        400: _ANSWERS[400],
-        422: (
-            "some events were rejected (each listed with its reason), or not a batch",
-            BatchIngested,
-        ),
-    },
-)
-async def post_lineage_batch(request: Request) -> Reply:
-    """Ingest a JSON array of events, each in its own transaction; 422 lists the rejected ones."""
-    services = services_of(request)
-    data = await read_body(request, services.settings.max_body_bytes)
-    if not isinstance(data, list) or not 1 <= len(data) <= MAX_BATCH:
-        raise InvalidInput.field(["body"], f"expected a JSON array of 1 to {MAX_BATCH} events")
-    results: list[dict[str, Any]] = []
-    for index, item in enumerate(data):
-        try:
-            results.append({"index": index, "status_code": 201, **await ingest(services, item)})
-        except (InvalidInput, Conflict) as error:
-            errors: list[ErrorItem] = error.errors
-            results.append(
-                {
-                    "index": index,
-                    "status_code": error.status_code,
-                    "detail": error.detail,
-                    "errors": errors,
-                }
-            )
-    rejected = sum(1 for r in results if r["status_code"] != 201)
-    body = {"accepted": len(results) - rejected, "rejected": rejected, "results": results}
-    return Reply(body, 422 if rejected else 200)
