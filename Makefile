@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format migrate bench stack clean
+.PHONY: install run test lint format migrate bench stack docs clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: install
 ## Watcher on 127.0.0.1:8000 (see scripts/stack.py --help for tokens, Slack, intervals).
 stack: install
 	$(BIN)/python scripts/stack.py $(STACK_ARGS)
+
+## The documentation site (mkdocs.yml, docs/), built offline and strictly (a broken link or
+## anchor is an error) into site/.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -134,7 +134,7 @@ def make_rule(client: httpx.Client, pipeline_id: int, metric: str = "total_rows"
 
 
 def drain(live: LiveServer) -> None:
-    detector: Detector = live.services.state["anomaly_detector"]
+    detector: Detector = live.services.detector
     live.run(detector.drain)
 
 
@@ -372,7 +372,7 @@ def test_the_end_request_does_not_wait_for_detection(
             timeout=5,
         )
         assert r.status_code == 204
-        assert live.services.state["anomaly_detector"].busy  # still waiting on the lock
+        assert live.services.detector.busy  # still waiting on the lock
     finally:
 
         async def release() -> None:
@@ -415,7 +415,7 @@ def test_ends_beyond_the_queue_are_left_to_the_catch_up_and_logged_once(
     make_rule(client, pid)
     seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
     monkeypatch.setattr(anomalies.detector, "MAX_PENDING", 0)
-    detector: Detector = live.services.state["anomaly_detector"]
+    detector: Detector = live.services.detector
     detector._deferred_logged_at = -math.inf
     before = detector.deferred
     records: list[logging.LogRecord] = []

@@ -188,7 +188,7 @@ def _exported_counters(live: LiveServer) -> dict[str, float]:
     """The per-pipeline counters of pipeline "p", as a fresh metrics snapshot exports them."""
     from watcher.metrics.routes import refresh_snapshot
 
-    store = live.services.state["metrics_snapshot"]
+    store = live.services.telemetry.store
     live.run(lambda: refresh_snapshot(live.services, store))
     value = store.registry.get_sample_value
     p = {"pipeline": "p", "pipeline_type": "etl"}

@@ -324,7 +324,7 @@ def test_detect_anomalies_judges_the_latest_run_and_unflag_clears_its_flag(
     seed_history(live, pipeline, [10, 20, 30, 40, 50, 60], at)
     run = watcher.start_execution(pipeline, start_date=at)
     watcher.end_execution(run["id"], end_date=at + timedelta(minutes=10), total_rows=500)
-    detector: Detector = live.services.state["anomaly_detector"]
+    detector: Detector = live.services.detector
     live.run(detector.drain)  # no rule yet: the end is evaluated against nothing
     rule = watcher.create_anomaly_rule(pipeline, "total_rows", minimum_executions=5)
 

@@ -430,13 +430,13 @@ def test_a_scrape_has_every_registry_family_exactly_once(
     live: LiveServer, client: httpx.Client
 ) -> None:
     make_pipeline(client, "orders")
-    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    live.run(lambda: refresh_snapshot(live.services, live.services.telemetry.store))
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
     om = client.get("/metrics", headers={"Accept": "application/openmetrics-text"}).text
     scraped = [f.name for f in parse_om(om)]  # the OpenMetrics parser knows `_created`
     assert len(scraped) == len(set(scraped))
-    store = live.services.state["metrics_snapshot"]
+    store = live.services.telemetry.store
     families = [*live.services.registry.collect(), *store.registry.collect()]
     assert set(scraped) == {f.name for f in families}
 
@@ -473,7 +473,7 @@ def test_snapshot_reflects_the_database_and_drops_inactive_pipelines(
     response = end(client, done, inserts=7, total_rows=7, end_date=now.isoformat())
     assert response.status_code == 204, response.text
     start(client, orders["id"], start_date=(now - timedelta(minutes=5)).isoformat())
-    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    live.run(lambda: refresh_snapshot(live.services, live.services.telemetry.store))
 
     samples = _scrape(client)
     o = {"pipeline": "orders", "pipeline_type": "etl"}
@@ -490,7 +490,7 @@ def test_snapshot_reflects_the_database_and_drops_inactive_pipelines(
 
     response = client.patch("/pipeline", json={"id": other["id"], "active": False})
     assert response.status_code == 200, response.text
-    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    live.run(lambda: refresh_snapshot(live.services, live.services.telemetry.store))
     samples = _scrape(client)
     assert not any(labels and ("pipeline", "customers") in labels for _, labels in samples)
     assert samples[_key("watcher_pipelines", status="inactive")] == 1
@@ -498,7 +498,7 @@ def test_snapshot_reflects_the_database_and_drops_inactive_pipelines(
 
 def test_a_scrape_runs_no_database_statement(live: LiveServer, client: httpx.Client) -> None:
     make_pipeline(client, "orders")
-    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
+    live.run(lambda: refresh_snapshot(live.services, live.services.telemetry.store))
     statements: list[str] = []
 
     def record(*args: Any) -> None:
@@ -516,8 +516,8 @@ def test_a_scrape_runs_no_database_statement(live: LiveServer, client: httpx.Cli
 def test_the_readme_says_which_jobs_run_on_every_replica(live: LiveServer, repo_root: Path) -> None:
     everywhere = [n for n, job in live.services.scheduler.jobs.items() if not job.leader_only]
     assert everywhere == ["metrics_snapshot"]
-    readme = (repo_root / "README.md").read_text()
-    section = readme.split("\n### Several replicas\n", 1)[1].split("\n### ", 1)[0]
+    readme = (repo_root / "docs" / "operations.md").read_text()
+    section = readme.split("\n## Several replicas\n", 1)[1].split("\n## ", 1)[0]
     leader_only = section.split("run on exactly one", 1)[0]
     assert "snapshot" not in leader_only
     assert "The `metrics_snapshot` job is the exception: it runs on **every** replica" in section
@@ -534,8 +534,8 @@ def test_ended_executions_count_after_commit(live: LiveServer, client: httpx.Cli
 
 def test_scrape_of_a_thousand_pipelines_stays_fast(live: LiveServer, client: httpx.Client) -> None:
     seed_pipelines(live, 1000)
-    live.run(lambda: refresh_snapshot(live.services, live.services.state["metrics_snapshot"]))
-    assert live.services.state["metrics_snapshot"].current.pipelines.__len__() == 1000
+    live.run(lambda: refresh_snapshot(live.services, live.services.telemetry.store))
+    assert live.services.telemetry.store.current.pipelines.__len__() == 1000
     timings = []
     for _ in range(7):
         started = time.perf_counter()
@@ -583,7 +583,7 @@ def test_the_snapshot_exports_the_latest_of_several_ended_executions(
         eid = start(client, pid, start_date=(base + timedelta(hours=hours)).isoformat())
         ended = base + timedelta(hours=hours, minutes=10)
         end(client, eid, ok, end_date=ended.isoformat(), total_rows=rows).raise_for_status()
-    store = live.services.state["metrics_snapshot"]
+    store = live.services.telemetry.store
     live.run(lambda: refresh_snapshot(live.services, store))
     value = store.registry.get_sample_value
     labels = {"pipeline": "orders", "pipeline_type": "extraction"}

@@ -87,7 +87,7 @@ def run(*args: str, cwd: Path = ROOT) -> str:
 # --- Prometheus ------------------------------------------------------------------------------
 
 
-METRICS_TOKEN = "../secrets/metrics_token"  # relative to monitoring/, as README documents
+METRICS_TOKEN = "../secrets/metrics_token"  # relative to monitoring/, as docs/security.md documents
 
 
 def test_prometheus_config_is_valid(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from watcher.db import locks
+
 _SECRET_FILE_FIELDS = ("database_url", "slack_webhook_url")
 
 
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
 
     # Scheduler and checks
     scheduler_enabled: bool = True
-    leader_lock_id: int = 0x57A7C4E2
+    leader_lock_id: int = locks.LEADER_DEFAULT
     leader_check_interval_seconds: float = Field(default=5.0, gt=0)
     # On shutdown: how long running jobs may finish before leadership is released.
     scheduler_stop_grace_seconds: float = Field(default=10.0, ge=0, le=300)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import addresses
+from watcher.db import locks
 from watcher.db.engine import transaction
 from watcher.errors import NotFound
 from watcher.fields import Body, Id
@@ -28,7 +29,6 @@ from watcher.services import services_of
 
 router = Router("lineage")
 
-LINEAGE_LOCK = 0x11AE_A6E0
 MAX_ADDRESSES = 1000
 
 
@@ -148,7 +148,7 @@ async def replace_edges(conn: AsyncConnection, body: LineageBody) -> dict[str, A
             "lineage_relationships_created": 0,
             "message": "load_lineage is false for this pipeline; lineage not changed",
         }
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINEAGE_LOCK})
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.LINEAGE})
     ids = await addresses.ensure(conn, [*body.source_addresses, *body.target_addresses])
     old = await conn.execute(
         text(

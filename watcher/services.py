@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +19,8 @@ from watcher.config import Settings
 from watcher.events import Events
 
 if TYPE_CHECKING:
+    from watcher.checks.anomalies.detector import Detector
+    from watcher.metrics.collectors import Telemetry
     from watcher.routing import Scope
     from watcher.scheduler import Scheduler
 
@@ -39,7 +41,9 @@ class Services:
     scheduler: Scheduler
     registry: CollectorRegistry
     authorizer: Authorizer = allow_all
-    state: dict[str, Any] = field(default_factory=dict)
+    # Installed by the features' setup (watcher.metrics.routes, watcher.checks.anomalies).
+    telemetry: Telemetry = field(init=False)
+    detector: Detector = field(init=False)
 
     async def authorize(self, request: Request, scope: Scope) -> None:
         await self.authorizer(request, scope)

@@ -13,7 +13,7 @@ The candidate query reads the whole (small) pipeline table, which a sequential s
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
+from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
 from watcher.checks.rules import resolve, rule_columns_sql, split_row
-from watcher.db.engine import transaction
 from watcher.routing import Router
 from watcher.services import Services, services_of
 
@@ -110,53 +110,33 @@ SELECT f.*, :now, :now FROM unnest(
 ON CONFLICT (pipeline_id, last_dml_timestamp) DO NOTHING
 RETURNING pipeline_id
 """)
-_LOGGED = (
-    "pipeline_id",
-    "last_dml_timestamp",
-    "freshness_number",
-    "freshness_datepart",
-    "used_child_config",
+FINDINGS = FindingLog(
+    LOG_FINDINGS,
+    columns=(
+        "pipeline_id",
+        "last_dml_timestamp",
+        "freshness_number",
+        "freshness_datepart",
+        "used_child_config",
+    ),
+    key="pipeline_id",
 )
 
 
-_FIELDS = tuple(f.name for f in fields(Stale))
-
-
-def _as_dict(stale: Stale) -> dict[str, Any]:
-    # Shallow: the values are immutable, and dataclasses.asdict deep-copies each one.
-    return {name: getattr(stale, name) for name in _FIELDS}
-
-
-async def check(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+async def check(conn: AsyncConnection, now: datetime) -> Report:
     rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES)]
-    stale = [f for r in rows if (f := judge(r, now)) is not None]
-    inserted: set[int] = set()
-    if stale:
-        params: dict[str, Any] = {k: [getattr(f, k) for f in stale] for k in _LOGGED}
-        inserted = set((await conn.execute(LOG_FINDINGS, params | {"now": now})).scalars())
-    findings = [_as_dict(f) | {"newly_logged": f.pipeline_id in inserted} for f in stale]
+    findings = await FINDINGS.write(conn, [f for r in rows if (f := judge(r, now))], now)
     return {
         "status": "completed",
         "evaluated_at": now,
         "pipelines_checked": len(rows),
-        "new_findings": len(inserted),
+        "new_findings": new_count(findings),
         "findings": findings,
     }
 
 
-async def run(services: Services) -> dict[str, Any]:
-    now = services.clock.now()
-    async with transaction(services.engine) as conn:
-        result = await check(conn, now)
-    log.info(
-        "freshness check",
-        extra={
-            "checked": result["pipelines_checked"],
-            "stale": len(result["findings"]),
-            "new": result["new_findings"],
-        },
-    )
-    return result
+async def run(services: Services) -> Report:
+    return await run_check(services, "freshness", check, checked="pipelines_checked")
 
 
 @router.post("/freshness", scope="admin", response=FreshnessReport)
@@ -166,9 +146,6 @@ async def freshness_check(request: Request) -> dict[str, Any]:
 
 
 def setup(services: Services) -> None:
-    async def job() -> None:
-        await run(services)
-
-    services.scheduler.add_job(
-        "freshness", job, seconds=services.settings.freshness_interval_seconds
+    schedule(
+        services, "freshness", lambda: run(services), services.settings.freshness_interval_seconds
     )

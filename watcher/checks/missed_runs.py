@@ -24,7 +24,7 @@ The last start per pipeline is one backward step on ix_pipeline_execution_pipeli
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -35,8 +35,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
+from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
 from watcher.checks.rules import Schedule, resolve_schedule, rule_columns_sql, split_row
-from watcher.db.engine import transaction
 from watcher.routing import Router
 from watcher.services import Services, services_of
 
@@ -193,53 +193,34 @@ SELECT f.*, :now, :now FROM unnest(
 ON CONFLICT (pipeline_id, expected_at) DO NOTHING
 RETURNING pipeline_id
 """)
-_LOGGED = (
-    "pipeline_id",
-    "expected_at",
-    "schedule",
-    "schedule_timezone",
-    "grace_seconds",
-    "used_child_config",
+FINDINGS = FindingLog(
+    LOG_FINDINGS,
+    columns=(
+        "pipeline_id",
+        "expected_at",
+        "schedule",
+        "schedule_timezone",
+        "grace_seconds",
+        "used_child_config",
+    ),
+    key="pipeline_id",
 )
 
 
-_FIELDS = tuple(f.name for f in fields(Missed))
-
-
-def _as_dict(missed: Missed) -> dict[str, Any]:
-    # Shallow: the values are immutable, and dataclasses.asdict deep-copies each one.
-    return {name: getattr(missed, name) for name in _FIELDS}
-
-
-async def check(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+async def check(conn: AsyncConnection, now: datetime) -> Report:
     rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES)]
-    missed = [m for r in rows if (m := judge(r, now)) is not None]
-    inserted: set[int] = set()
-    if missed:
-        params: dict[str, Any] = {k: [getattr(m, k) for m in missed] for k in _LOGGED}
-        inserted = set((await conn.execute(LOG_FINDINGS, params | {"now": now})).scalars())
+    findings = await FINDINGS.write(conn, [m for r in rows if (m := judge(r, now))], now)
     return {
         "status": "completed",
         "evaluated_at": now,
         "pipelines_checked": len(rows),
-        "new_findings": len(inserted),
-        "findings": [_as_dict(m) | {"newly_logged": m.pipeline_id in inserted} for m in missed],
+        "new_findings": new_count(findings),
+        "findings": findings,
     }
 
 
-async def run(services: Services) -> dict[str, Any]:
-    now = services.clock.now()
-    async with transaction(services.engine) as conn:
-        result = await check(conn, now)
-    log.info(
-        "missed runs check",
-        extra={
-            "checked": result["pipelines_checked"],
-            "missed": len(result["findings"]),
-            "new": result["new_findings"],
-        },
-    )
-    return result
+async def run(services: Services) -> Report:
+    return await run_check(services, "missed runs", check, checked="pipelines_checked")
 
 
 @router.post("/missed_runs", scope="admin", response=MissedRunsReport)
@@ -249,9 +230,5 @@ async def missed_runs_check(request: Request) -> dict[str, Any]:
 
 
 def setup(services: Services) -> None:
-    async def job() -> None:
-        await run(services)
-
-    services.scheduler.add_job(
-        "missed_runs", job, seconds=services.settings.missed_runs_interval_seconds
-    )
+    seconds = services.settings.missed_runs_interval_seconds
+    schedule(services, "missed_runs", lambda: run(services), seconds)

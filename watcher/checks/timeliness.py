@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
+from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
 from watcher.checks.rules import FIXED_SECONDS, resolve, rule_columns_sql, split_row
-from watcher.db.engine import transaction
 from watcher.fields import Body
 from watcher.routing import Router
 from watcher.services import Services, services_of
@@ -145,60 +145,41 @@ SELECT f.*, :now FROM unnest(
 ON CONFLICT (pipeline_execution_id) DO NOTHING
 RETURNING pipeline_execution_id
 """)
-_LOGGED = (
-    "pipeline_execution_id",
-    "pipeline_id",
-    "duration_seconds",
-    "seconds_threshold",
-    "execution_status",
-    "timely_number",
-    "timely_datepart",
-    "used_child_config",
+FINDINGS = FindingLog(
+    LOG_FINDINGS,
+    columns=(
+        "pipeline_execution_id",
+        "pipeline_id",
+        "duration_seconds",
+        "seconds_threshold",
+        "execution_status",
+        "timely_number",
+        "timely_datepart",
+        "used_child_config",
+    ),
+    key="pipeline_execution_id",
 )
 
 
-_FIELDS = tuple(f.name for f in fields(Overdue))
-
-
-def _as_dict(finding: Overdue) -> dict[str, Any]:
-    # Shallow: the values are immutable, and dataclasses.asdict deep-copies each one.
-    return {name: getattr(finding, name) for name in _FIELDS}
-
-
-async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> dict[str, Any]:
+async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> Report:
     since = now - timedelta(minutes=lookback_minutes)
     rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES, {"since": since, "now": now})]
-    overdue = [f for r in rows if (f := judge(r, now)) is not None]
-    inserted: set[int] = set()
-    if overdue:
-        params: dict[str, Any] = {k: [getattr(f, k) for f in overdue] for k in _LOGGED}
-        inserted = set((await conn.execute(LOG_FINDINGS, params | {"now": now})).scalars())
-    findings = [
-        _as_dict(f) | {"newly_logged": f.pipeline_execution_id in inserted} for f in overdue
-    ]
+    findings = await FINDINGS.write(conn, [f for r in rows if (f := judge(r, now))], now)
     return {
         "status": "completed",
         "evaluated_at": now,
         "lookback_minutes": lookback_minutes,
         "executions_checked": len(rows),
-        "new_findings": len(inserted),
+        "new_findings": new_count(findings),
         "findings": findings,
     }
 
 
-async def run(services: Services, lookback_minutes: int) -> dict[str, Any]:
-    now = services.clock.now()
-    async with transaction(services.engine) as conn:
-        result = await check(conn, now, lookback_minutes)
-    log.info(
-        "timeliness check",
-        extra={
-            "checked": result["executions_checked"],
-            "overdue": len(result["findings"]),
-            "new": result["new_findings"],
-        },
-    )
-    return result
+async def run(services: Services, lookback_minutes: int) -> Report:
+    async def checked(conn: AsyncConnection, now: datetime) -> Report:
+        return await check(conn, now, lookback_minutes)
+
+    return await run_check(services, "timeliness", checked, checked="executions_checked")
 
 
 @router.post("/timeliness", scope="admin", body=TimelinessRequest, response=TimelinessReport)
@@ -209,8 +190,10 @@ async def timeliness_check(request: Request, body: TimelinessRequest) -> dict[st
 
 def setup(services: Services) -> None:
     settings = services.settings
-
-    async def job() -> None:
-        await run(services, settings.timeliness_lookback_minutes)
-
-    services.scheduler.add_job("timeliness", job, seconds=settings.timeliness_interval_seconds)
+    lookback = settings.timeliness_lookback_minutes
+    schedule(
+        services,
+        "timeliness",
+        lambda: run(services, lookback),
+        settings.timeliness_interval_seconds,
+    )

@@ -10,22 +10,13 @@ import sys
 from collections.abc import Callable, Iterator
 
 from watcher import __version__
+from watcher.cli import remote, tokens
+from watcher.cli.database import database_url
 from watcher.config import Settings, load_settings
 
 log = logging.getLogger("watcher.cli.local")
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def database_url(settings: Settings) -> tuple[str, object | None]:
-    """The URL to use, starting the embedded server when none is configured."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value(), None
-    from watcher.db.embedded import start_embedded
-
-    embedded = start_embedded(settings.data_dir)
-    print(f"watcher: embedded PostgreSQL, data directory {embedded.data_dir}", file=sys.stderr)
-    return embedded.url, embedded
 
 
 def settle_gc() -> None:
@@ -82,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     finally:
         if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
+            embedded.stop()
     return 0
 
 
@@ -117,7 +108,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"watcher: database migrated to {args.revision}", file=sys.stderr)
     finally:
         if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
+            embedded.stop()
     return 0
 
 
@@ -161,32 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
     mig.set_defaults(func=cmd_migrate)
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    tokens.register(sub)
+    remote.register(sub)
     _with_exit_codes(parser)
     return parser
-
-
-# Functions `register(subparsers)` adding further commands (checks, listings, tokens…).
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
-
-
-def _register_tokens(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from watcher.cli.tokens import register
-
-    register(sub)
-
-
-EXTRA_COMMANDS.append(_register_tokens)
-
-
-def _register_api_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from watcher.cli.remote import register
-
-    register(sub)
-
-
-EXTRA_COMMANDS.append(_register_api_commands)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 
-import httpx
 import orjson
+from watcher_client import APIError, RetryPolicy, WatcherClient, WatcherError, WatcherUnavailable
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_HTTP = 0, 1, 2, 3
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -38,24 +38,38 @@ class ApiError(Exception):
 
 
 class Api:
-    """A thin synchronous view of the HTTP API: JSON in, JSON out, errors as ApiError."""
+    """The shipped client (`watcher_client.WatcherClient`) as the commands use it: a call by
+    method and path, JSON in and out, every client error as ApiError (exit code 3).
+
+    No retries: a person at a terminal wants the answer (or the error) now."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.client = WatcherClient(
+            url, token=token, timeout=timeout, retry=RetryPolicy(retries=0), env={}
+        )
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
         try:
-            response = self.http.request(method, path, **kw)
-        except httpx.HTTPError as error:
-            raise ApiError(f"cannot reach Watcher at {self.http.base_url}: {error}") from None
-        if response.is_error:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text or response.reason_phrase
-            raise ApiError(f"HTTP {response.status_code} from {method} {path}: {detail}")
-        return response.json() if response.content else None
+            return self.client.request(method, path, body=json, params=params, retry=False)
+        except APIError as error:
+            raise ApiError(
+                f"HTTP {error.status_code} from {method} {path}: {error.detail}"
+            ) from None
+        except WatcherUnavailable as error:
+            url = self.client.settings.base_url
+            raise ApiError(f"cannot reach Watcher at {url}: {error}") from None
+        except WatcherError as error:
+            raise ApiError(f"{method} {path}: {error}") from None
+
+    def close(self) -> None:
+        self.client.close()
 
     def pages(self, path: str, params: dict[str, Any], limit: int | None) -> Iterator[Row]:
         """Rows of a paged listing, up to `limit` (None: all)."""
@@ -455,7 +469,7 @@ def run(handler: Callable[[argparse.Namespace, Api], int]) -> Callable[[argparse
             print(f"watcher: {error}", file=sys.stderr)
             return EXIT_HTTP
         finally:
-            api.http.close()
+            api.close()
 
     return command
 

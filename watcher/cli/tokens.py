@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher import auth
+from watcher.cli.database import database_url
 from watcher.clock import Clock
 from watcher.config import load_settings
 from watcher.db.engine import create_engine
@@ -23,7 +24,6 @@ T = TypeVar("T")
 
 
 def _on_database(fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    from watcher.cli.local import database_url
     from watcher.db import migrate
 
     settings = load_settings()
@@ -42,7 +42,7 @@ def _on_database(fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         return asyncio.run(go())
     finally:
         if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
+            embedded.stop()
 
 
 def cmd_create(args: argparse.Namespace) -> int:

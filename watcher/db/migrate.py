@@ -10,10 +10,6 @@ from alembic import command
 from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-# The session-level advisory lock every online migration run holds (migrations/env.py), so
-# that replicas starting at once on one database migrate one at a time. Fixed and documented
-# (README, Operations): distinct from WATCHER_LEADER_LOCK_ID and the lineage lock.
-MIGRATION_LOCK_ID = 0x57A7_3160
 LOCK_POLL_SECONDS = 0.2
 
 

@@ -405,3 +405,14 @@ class SnapshotStore:
         if openmetrics not in cache:
             cache[openmetrics] = encode_snapshot(snapshot, openmetrics)
         return cache[openmetrics]
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """What `GET /metrics` encodes: the live families (`metrics`), the registry that
+    prometheus_client encodes (`exposed`: the live families without the per-pipeline
+    execution counters, which `metrics.pipelines` encodes itself) and the snapshot store."""
+
+    metrics: Metrics
+    exposed: CollectorRegistry
+    store: SnapshotStore

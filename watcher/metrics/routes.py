@@ -17,6 +17,7 @@ from watcher.metrics.collectors import (
     SchedulerCollector,
     SnapshotCollector,
     SnapshotStore,
+    Telemetry,
     _Union,
     pool_stats,
 )
@@ -32,7 +33,7 @@ async def refresh_snapshot(services: Services, store: SnapshotStore) -> None:
         async with db.conn.transaction(isolation="repeatable_read", readonly=True):
             snapshot = await load_snapshot(db, services.clock.now())
     store.replace(snapshot)
-    services.state["metrics"].retain_pipelines({p.name for p in snapshot.pipelines})
+    services.telemetry.metrics.retain_pipelines({p.name for p in snapshot.pipelines})
     # Encode the scrapers' format now, off the event loop, so the next scrape finds it ready.
     await asyncio.to_thread(store.encoded, store.openmetrics)
 
@@ -47,9 +48,7 @@ def setup(services: Services) -> None:
     exposed.register(SnapshotCollector(store, services.clock.now, pool_stats(services)))
     ProcessCollector(registry=exposed)  # process_* (CPU, memory, fds) for the health board
     services.registry.register(_Union(exposed, metrics.pipelines))
-    services.state["metrics"] = metrics
-    services.state["metrics_exposed"] = exposed
-    services.state["metrics_snapshot"] = store
+    services.telemetry = Telemetry(metrics, exposed, store)
 
     async def snapshot_job() -> None:
         await refresh_snapshot(services, store)
@@ -83,9 +82,9 @@ def exposition(services: Services, accept: str) -> tuple[bytes, str]:
     """
     encoder, content_type = choose_encoder(accept)
     openmetrics = content_type.startswith("application/openmetrics-text")
-    metrics: Metrics = services.state["metrics"]
-    live = encoder(services.state["metrics_exposed"]).removesuffix(b"# EOF\n")
-    live += metrics.pipelines.encode(openmetrics)
-    store: SnapshotStore = services.state["metrics_snapshot"]
+    telemetry = services.telemetry
+    live = encoder(telemetry.exposed).removesuffix(b"# EOF\n")
+    live += telemetry.metrics.pipelines.encode(openmetrics)
+    store = telemetry.store
     # OpenMetrics ends with one "# EOF": the snapshot's part brings it.
     return live + store.encoded(openmetrics), content_type

@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher import addresses, executions, lineage, pipelines
+from watcher.db import locks
 from watcher.db.engine import transaction
 from watcher.errors import Conflict, InvalidInput
 from watcher.events import ExecutionStarted
@@ -146,7 +147,6 @@ async def ensure_parent(ctx: Ingest, event: RunEvent, start: datetime) -> int | 
 
 # Re-parenting is rare (a placeholder meeting its own parent facet); serialising it on one
 # advisory lock keeps two moves in one branch of the tree from interleaving their closure edits.
-REPARENT_LOCK = 0x0E7E_A9E1
 IN_SUBTREE = text("""
 SELECT 1 FROM pipeline_execution_closure WHERE ancestor_id = :id AND descendant_id = :parent
 """)
@@ -172,7 +172,7 @@ WHERE up.descendant_id = :parent AND sub.ancestor_id = :id
 
 async def reparent(ctx: Ingest, execution_id: int, old: int | None, parent_id: int) -> None:
     """Move an execution and its subtree under `parent_id`, closure rows included."""
-    await ctx.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REPARENT_LOCK})
+    await ctx.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.REPARENT})
     found = await ctx.conn.execute(IN_SUBTREE, {"id": execution_id, "parent": parent_id})
     if found.first() is not None:
         raise InvalidInput.field(

@@ -153,7 +153,7 @@ async def unflag(request: Request, body: Unflag) -> None:
 
 def setup(services: Services) -> None:
     detector = Detector(services)
-    services.state["anomaly_detector"] = detector
+    services.detector = detector
     services.events.subscribe(ExecutionEnded, detector.on_end)
 
     async def job() -> None:

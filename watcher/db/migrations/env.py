@@ -1,6 +1,6 @@
 """Alembic environment (async, asyncpg). The URL comes from `watcher.db.migrate` or Settings.
 
-Online runs hold the advisory lock `watcher.db.migrate.MIGRATION_LOCK_ID` for their whole run.
+Online runs hold the advisory lock `watcher.db.locks.MIGRATION` for their whole run.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from watcher.db import locks
 from watcher.db.engine import async_url
-from watcher.db.migrate import LOCK_POLL_SECONDS, MIGRATION_LOCK_ID
+from watcher.db.migrate import LOCK_POLL_SECONDS
 from watcher.db.schema import metadata
 
 config = context.config
@@ -62,7 +63,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _lock(connection: AsyncConnection) -> None:
-    """Take MIGRATION_LOCK_ID for this session, so replicas starting together on a fresh
+    """Take locks.MIGRATION for this session, so replicas starting together on a fresh
     database migrate one after the other (the later one then finds nothing to do).
 
     Polled with pg_try_advisory_lock, each try in its own short transaction: a waiter blocked
@@ -72,7 +73,7 @@ async def _lock(connection: AsyncConnection) -> None:
     """
     waiting = False
     while True:
-        taken = (await connection.execute(_TRY_LOCK, {"key": MIGRATION_LOCK_ID})).scalar()
+        taken = (await connection.execute(_TRY_LOCK, {"key": locks.MIGRATION})).scalar()
         await connection.commit()
         if taken:
             return
@@ -85,7 +86,7 @@ async def _lock(connection: AsyncConnection) -> None:
 async def _unlock(connection: AsyncConnection) -> None:
     try:
         await connection.rollback()  # a failed migration's transaction, if any
-        await connection.execute(_UNLOCK, {"key": MIGRATION_LOCK_ID})
+        await connection.execute(_UNLOCK, {"key": locks.MIGRATION})
         await connection.commit()
     except sa_exc.DBAPIError:
         pass  # the connection is gone, and the session's lock with it
