@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -10,7 +12,7 @@ from watcher.lineage import MAX_ADDRESSES, closure
 
 def post_lineage(
     client: httpx.Client, pipeline_id: int, sources: list[str], targets: list[str]
-) -> dict:
+) -> dict[str, Any]:
     response = client.post(
         "/address_lineage",
         json={
@@ -20,7 +22,8 @@ def post_lineage(
         },
     )
     assert response.status_code == 200, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def address_id(live: LiveServer, name: str) -> int:
@@ -146,7 +149,7 @@ def test_addresses_create_or_get_and_patch(client: httpx.Client) -> None:
     )
 
 
-def related(client: httpx.Client, live: LiveServer, name: str, **params: int) -> dict:
+def related(client: httpx.Client, live: LiveServer, name: str, **params: int) -> dict[str, Any]:
     r = client.get(f"/address_lineage/{address_id(live, name)}", params=params)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -227,7 +230,9 @@ def test_unknown_ids_are_404_in_the_error_envelope(client: httpx.Client) -> None
         assert detail is None or r.json()["detail"] == detail
 
 
-def lineage_body(sources: list[dict], targets: list[dict] | None = None) -> dict:
+def lineage_body(
+    sources: list[dict[str, Any]], targets: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {"pipeline_id": 1, "source_addresses": sources, "target_addresses": targets or []}
 
 
@@ -270,7 +275,9 @@ def test_lineage_depth_is_bounded(
         ({"limit": "ten"}, 422),
     ],
 )
-def test_paging_bounds(client: httpx.Client, path: str, params: dict, status: int) -> None:
+def test_paging_bounds(
+    client: httpx.Client, path: str, params: dict[str, Any], status: int
+) -> None:
     r = client.get(path, params=params)
     assert r.status_code == status, r.text
     if status == 422:

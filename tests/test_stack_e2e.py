@@ -163,13 +163,14 @@ def seed(http: httpx.Client, live: LiveServer) -> dict[str, int]:
     timely = {"timeliness_number": 30, "timeliness_datepart": "minute"}
     _ok(http.post("/pipeline_type", json={"name": "etl", **rules, **timely}))
     ids: dict[str, int] = {}
-    for name, extra in {
+    extras: dict[str, dict[str, str | int]] = {
         "stale_orders": {"freshness_number": 1, "freshness_datepart": "hour"},
         "failed_load": {},
         "long_running": {},
         "numbered": {"next_watermark": "12345"},
         "dated": {"next_watermark": "2024-06-01"},
-    }.items():
+    }
+    for name, extra in extras.items():
         body = {"name": name, "pipeline_type_name": "etl", **extra}
         ids[name] = _ok(http.post("/pipeline", json=body))["id"]
     # Last DML 90 minutes ago against a 1 hour child rule: stale (warning).

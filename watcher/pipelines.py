@@ -70,7 +70,7 @@ class Pipeline(RuleColumns):
 
 
 def _sql_type(column: str) -> str:
-    return str(pipeline.c[column].type.compile(dialect=postgresql.dialect()))
+    return str(pipeline.c[column].type.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
 
 
 def upsert_sql(columns: list[str]) -> str:

@@ -97,7 +97,7 @@ def previous_fire_time(cron: CronTrigger, at: datetime) -> datetime | None:
     at = at.astimezone(UTC)
     window = timedelta(minutes=1)
     while True:
-        fire = cron.get_next_fire_time(None, at - min(window, HORIZON))
+        fire: datetime | None = cron.get_next_fire_time(None, at - min(window, HORIZON))
         if fire is None:  # a cron that never fires (e.g. February 30th)
             return None
         if fire < at:

@@ -14,6 +14,8 @@ Invariants kept by the database itself rather than by the code:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -62,13 +64,13 @@ def _id() -> Column[int]:
     return Column("id", BigInteger, Identity(always=False), primary_key=True)
 
 
-def _created_at() -> Column:
+def _created_at() -> Column[Any]:
     return Column(
         "created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
 
 
-def _updated_at() -> Column:
+def _updated_at() -> Column[Any]:
     return Column(
         "updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
@@ -81,7 +83,7 @@ def _name_checks(table: str, column: str = "name") -> list[CheckConstraint]:
     ]
 
 
-def _rule_columns() -> list[Column | CheckConstraint]:
+def _rule_columns() -> list[Column[Any] | CheckConstraint]:
     """Freshness/timeliness rules, mutes and the cron schedule: on a type and on a pipeline."""
     return [
         Column("freshness_number", Integer),

@@ -31,7 +31,7 @@ class Family:
             self.name = name.removesuffix("_total")
             self.sample_name = f"{self.name}_total"
 
-    def metric_family(self) -> Metric:
+    def metric_family(self) -> GaugeMetricFamily | CounterMetricFamily:
         kind = GaugeMetricFamily if self.kind == "gauge" else CounterMetricFamily
         return kind(self.name, self.doc, labels=[*_PIPELINE_LABELS, *self.extra])
 

@@ -182,7 +182,7 @@ async def reparent(ctx: Ingest, execution_id: int, old: int | None, parent_id: i
     moved = await ctx.conn.execute(
         SET_PARENT, {"id": execution_id, "old": old, "parent": parent_id}
     )
-    if not moved.rowcount:  # type: ignore[attr-defined]
+    if not moved.rowcount:
         raise Conflict(f"execution {execution_id} was re-parented concurrently, retry")
     await ctx.conn.execute(DETACH, {"id": execution_id})
     await ctx.conn.execute(ATTACH, {"id": execution_id, "parent": parent_id})
@@ -213,7 +213,7 @@ WHERE id = :id AND start_date > CAST(:t AS timestamptz)
 async def move_start(ctx: Ingest, execution_id: int, start: datetime) -> bool:
     """An earlier eventTime (a START arriving late) moves the start back; never past the end."""
     params = {"id": execution_id, "t": start, "h": start.hour, "d": start.date()}
-    return bool((await ctx.conn.execute(MOVE_START, params)).rowcount)  # type: ignore[attr-defined]
+    return bool((await ctx.conn.execute(MOVE_START, params)).rowcount)
 
 
 def run_datasets(stored: Any, datasets: list[Any]) -> list[list[str]]:

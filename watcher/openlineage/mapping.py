@@ -135,6 +135,6 @@ async def merge_metadata(
         if merged == current:
             return
         result = await conn.execute(write, {"id": row_id, "new": merged, "old": current})
-        if result.rowcount:  # type: ignore[attr-defined]
+        if result.rowcount:
             return
     raise Conflict(f"{table} {row_id} metadata changed concurrently, retry")

@@ -71,7 +71,7 @@ class BaseRun:
         self.spec = spec
         self.name = spec.name
         self.parent = parent
-        self.session = parent.session if parent else _Session()
+        self.session: _Session = parent.session if parent else _Session()
         self.run_id = str(uuid4())
         self.pipeline_id: int | None = None
         self.execution_id: int | None = None
@@ -218,7 +218,7 @@ def _id(answer: Any) -> int:
     # A malformed answer must fail open like any other Watcher trouble, not crash the pipeline.
     if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
         raise InvalidResponse(f"expected an object with an integer id, got {answer!r:.200}")
-    return answer["id"]
+    return int(answer["id"])
 
 
 def _lineage_body(run: BaseRun) -> JSON:
