@@ -9,7 +9,11 @@ from watcher.lineage import MAX_ADDRESSES, closure
 
 
 def post_lineage(
-    client: httpx.Client, pipeline_id: int, sources: list[str], targets: list[str]
+    client: httpx.Client,
+    pipeline_id: int,
+    sources: list[str],
+    targets: list[str],
+    status: int = 201,
 ) -> dict:
     response = client.post(
         "/address_lineage",
@@ -19,7 +23,7 @@ def post_lineage(
             "target_addresses": [address(t) for t in targets],
         },
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == status, response.text
     return response.json()
 
 
@@ -109,7 +113,7 @@ def test_cycles_are_stored_with_shortest_depths(client: httpx.Client, live: Live
 def test_it_skips_when_load_lineage_is_false(client: httpx.Client, live: LiveServer) -> None:
     pipeline = make_pipeline(client)
     end(client, start(client, pipeline["id"]))  # a successful end resets load_lineage
-    result = post_lineage(client, pipeline["id"], ["a"], ["b"])
+    result = post_lineage(client, pipeline["id"], ["a"], ["b"], status=200)
     assert result["lineage_relationships_created"] == 0
     assert live.sql("SELECT count(*) AS n FROM address_lineage")[0]["n"] == 0
 
