@@ -66,8 +66,10 @@ class Dashboard:
 
 def _target(index: int, query: str, legend: str, panel: Panel) -> dict[str, Any]:
     ref = chr(ord("A") + index)
+    if panel.kind == "nodeGraph":
+        ref = legend  # the node graph takes the frames named (refId) "nodes" and "edges"
     if panel.sql:
-        fmt = "table" if panel.kind == "table" else "time_series"
+        fmt = "table" if panel.kind in ("table", "nodeGraph") else "time_series"
         return {
             "refId": ref,
             "datasource": POSTGRES,
@@ -109,6 +111,8 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         }
     elif panel.kind == "stat":
         body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"}
+    elif panel.kind == "nodeGraph":
+        body["options"] = {"nodes": {}, "edges": {}}
     elif panel.kind == "table":
         body["options"] = {"showHeader": True}
         body["transformations"] = [{"id": "merge", "options": {}}] if not panel.sql else []
@@ -874,7 +878,80 @@ def daily_report() -> Dashboard:
     )
 
 
-DASHBOARDS = (overview, freshness_timeliness, anomalies, health, daily_report)
+# The graph around the chosen address, as GET /lineage-graph/ answers it (watcher/
+# lineage_graph.py): its reach is the address with everything downstream and upstream of it
+# (the closure), the edges are the direct edges touching the reach (one per pipeline), the
+# nodes their endpoints. Node graph frames: nodes need `id` (+ title, subtitle, mainstat),
+# edges `id`, `source`, `target`; ids are text so both frames match.
+LINEAGE_REACH = """WITH reach AS (
+    SELECT CAST($address AS bigint) AS id
+    UNION SELECT target_address_id FROM address_lineage_closure WHERE source_address_id = $address
+    UNION SELECT source_address_id FROM address_lineage_closure WHERE target_address_id = $address
+),
+edge AS (
+    SELECT l.source_address_id, l.target_address_id, l.pipeline_id FROM address_lineage l
+    WHERE l.source_address_id IN (SELECT id FROM reach)
+       OR l.target_address_id IN (SELECT id FROM reach)
+)"""
+
+LINEAGE_NODES_SQL = f"""{LINEAGE_REACH}
+SELECT a.id::text AS id, a.name AS title, t.name AS subtitle, t.group_name AS mainstat,
+       a.id = $address AS detail__selected
+FROM address a JOIN address_type t ON t.id = a.address_type_id
+WHERE a.id IN (SELECT source_address_id FROM edge UNION SELECT target_address_id FROM edge)
+ORDER BY a.id"""
+
+LINEAGE_EDGES_SQL = f"""{LINEAGE_REACH}
+SELECT concat_ws('-', e.source_address_id, e.target_address_id, e.pipeline_id) AS id,
+       e.source_address_id::text AS source, e.target_address_id::text AS target,
+       p.name AS mainstat, pt.name AS secondarystat, p.active AS detail__pipeline_active
+FROM edge e
+JOIN pipeline p ON p.id = e.pipeline_id
+JOIN pipeline_type pt ON pt.id = p.pipeline_type_id
+ORDER BY e.source_address_id, e.target_address_id, e.pipeline_id"""
+
+ADDRESS_VARIABLE_SQL = "SELECT name AS __text, id AS __value FROM address ORDER BY name"
+
+
+def lineage() -> Dashboard:
+    return Dashboard(
+        uid="watcher-lineage",
+        title="Watcher / Lineage",
+        description="The lineage graph around an address (PostgreSQL: address_lineage and "
+        "its closure): what feeds it, what it feeds, and the pipelines on each edge. The "
+        "same graph as GET /lineage-graph/?source_address_id=N.",
+        time_from="now-24h",
+        variables=[
+            {
+                "name": "address",
+                "label": "Address",
+                "type": "query",
+                "datasource": POSTGRES,
+                "query": ADDRESS_VARIABLE_SQL,
+                "definition": ADDRESS_VARIABLE_SQL,
+                "refresh": 1,
+                "includeAll": False,
+                "multi": False,
+                "sort": 0,
+            }
+        ],
+        panels=[
+            Panel(
+                "Lineage around $address",
+                [(LINEAGE_NODES_SQL, "nodes"), (LINEAGE_EDGES_SQL, "edges")],
+                kind="nodeGraph",
+                sql=True,
+                width=24,
+                height=20,
+                description="Nodes are addresses (title: name, subtitle: address type, "
+                "main stat: group); edges point from source to target and carry the "
+                "pipeline (main stat) and its type.",
+            ),
+        ],
+    )
+
+
+DASHBOARDS = (overview, freshness_timeliness, anomalies, health, daily_report, lineage)
 
 
 def rendered() -> dict[str, str]:

@@ -54,6 +54,8 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("PATCH", "/address"): ("update_address", (7,), {"primary_key": "id"}),
     ("POST", "/address_lineage"): ("create_lineage", (7, [ADDRESS], [ADDRESS]), {}),
     ("GET", "/address_lineage/{id}"): ("get_lineage", (7,), {}),
+    ("GET", "/lineage-graph/"): ("get_lineage_graph", (7,), {}),
+    ("POST", "/lineage-graph/refresh"): ("refresh_lineage_graph", (), {}),
     ("GET", "/metrics"): ("metrics", (), {}),
     ("POST", "/timeliness"): ("check_timeliness", (), {}),
     ("POST", "/freshness"): ("check_freshness", (), {}),

@@ -55,7 +55,7 @@ def _seed(live: LiveServer) -> None:
         ]
         lineage = {"pipeline_id": pipeline_id, "source_addresses": [address("db.s.a")]}
         lineage["target_addresses"] = [address("db.s.b")]  # before a success ends load_lineage
-        assert client.post("/address_lineage", json=lineage).status_code == 200
+        assert client.post("/address_lineage", json=lineage).status_code == 201
         parent = start(client, pipeline_id, run_id="fz-parent")
         child = start(client, pipeline_id, parent_id=parent)
         ended = end(client, child, inserts=5, total_rows=5, execution_metadata={"k": 1})

@@ -39,6 +39,7 @@ STABLE_UIDS = {
     "watcher-anomalies",
     "watcher-health",
     "watcher-daily-report",
+    "watcher-lineage",
 }
 ALERTS = {
     "WatcherPipelineNotFresh",

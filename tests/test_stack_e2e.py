@@ -173,6 +173,14 @@ def seed(http: httpx.Client, live: LiveServer) -> dict[str, int]:
     for name, extra in extras.items():
         body = {"name": name, "pipeline_type_name": "etl", **extra}
         ids[name] = _ok(http.post("/pipeline", json=body))["id"]
+    # Lineage for the Lineage dashboard, declared before the run that turns load_lineage off.
+    source = {"address_type_name": "postgres", "address_type_group_name": "database"}
+    lineage = {
+        "pipeline_id": ids["stale_orders"],
+        "source_addresses": [{"name": "shop.public.orders", **source}],
+        "target_addresses": [{"name": "dwh.sales.orders", **source}],
+    }
+    _ok(http.post("/address_lineage", json=lineage))
     # Last DML 90 minutes ago against a 1 hour child rule: stale (warning).
     orders = _run(
         http, ids["stale_orders"], now - 2 * hour, now - 1.5 * hour,
@@ -281,6 +289,7 @@ def _substitute(query: str) -> str:
 def _substitute_sql(query: str) -> str:
     query = query.replace("$__timeFrom()", "(now() - interval '30 days')")
     query = query.replace("$__timeTo()", "now()")
+    query = query.replace("$address", "(SELECT min(source_address_id) FROM address_lineage)")
     query = query.replace("($pipeline_type)", "(SELECT name FROM pipeline_type)")
     return query.replace("($pipeline)", "(SELECT name FROM pipeline)")
 

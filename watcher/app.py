@@ -16,7 +16,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watcher import addresses, auth, executions, health, lineage, openapi, pipeline_types, pipelines
+from watcher import (
+    addresses,
+    auth,
+    executions,
+    health,
+    lineage,
+    lineage_graph,
+    openapi,
+    pipeline_types,
+    pipelines,
+)
 from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
 from watcher.clock import Clock
 from watcher.config import Settings
@@ -56,6 +66,7 @@ FEATURES: tuple[ModuleType, ...] = (
     anomalies,
     cleanup,
     openlineage,
+    lineage_graph,
 )
 
 

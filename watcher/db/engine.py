@@ -77,6 +77,11 @@ def sqlstate(error: BaseException) -> str | None:
     return next((s for e in _chain(error) if (s := getattr(e, "sqlstate", None))), None)
 
 
+def constraint_name(error: BaseException) -> str | None:
+    """The name of the constraint that refused the statement, somewhere in `error`'s chain."""
+    return next((n for e in _chain(error) if (n := getattr(e, "constraint_name", None))), None)
+
+
 def is_outage(error: BaseException) -> bool:
     """True when `error` means "the database is unreachable", as opposed to a bad statement."""
     for current in _chain(error):

@@ -34,7 +34,12 @@ class RuleCreate(Body):
 
 
 class RulePatch(Body):
+    """Every field but `id` optional. `pipeline_id` and `metric_field` move the rule, as the
+    original Watcher's PATCH does (its results stay with the rule)."""
+
     id: Id
+    pipeline_id: Id | None = None
+    metric_field: Metric | None = None
     z_threshold: ZThreshold | None = None
     lookback_days: LookbackDays | None = None
     minimum_executions: MinimumExecutions | None = None

@@ -33,6 +33,7 @@ from watcher_client._models import (
     LineageEventResult,
     LineageGraph,
     MissedRunsCheck,
+    NodeGraph,
     Pipeline,
     PipelineConfig,
     PipelineFields,
@@ -366,6 +367,19 @@ class AsyncWatcherClient:
             LineageGraph,
             await self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
         )
+
+    async def get_lineage_graph(self, source_address_id: int) -> NodeGraph:
+        """The original Watcher's lineage graph around an address: nodes and edges."""
+        return cast(
+            NodeGraph,
+            await self.request(
+                "GET", "/lineage-graph/", params={"source_address_id": source_address_id}
+            ),
+        )
+
+    async def refresh_lineage_graph(self) -> JSON:
+        """The original's refresh: a no-op in Watcher (the graph is always current)."""
+        return cast(JSON, await self.request("POST", "/lineage-graph/refresh"))
 
     # -- anomaly detection -----------------------------------------------------------------
 

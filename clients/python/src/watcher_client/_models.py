@@ -143,6 +143,7 @@ class Execution(TypedDict, total=False):
     execution_metadata: JSON | None
     anomaly_flags: JSON | None
     children: list[Execution]
+    child_executions: list[Execution]  # the original Watcher's list, its item shape
 
 
 class LineageCreated(TypedDict):
@@ -164,6 +165,13 @@ class LineageGraph(TypedDict):
     address_name: str
     upstream: list[Related]
     downstream: list[Related]
+
+
+class NodeGraph(TypedDict):
+    """`GET /lineage-graph/`: the original Watcher's graph around an address."""
+
+    nodes: list[JSON]
+    edges: list[JSON]
 
 
 class AddressType(TypedDict, total=False):

@@ -33,6 +33,7 @@ from watcher_client._models import (
     LineageEventResult,
     LineageGraph,
     MissedRunsCheck,
+    NodeGraph,
     Pipeline,
     PipelineConfig,
     PipelineFields,
@@ -351,6 +352,17 @@ class WatcherClient:
             LineageGraph,
             self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
         )
+
+    def get_lineage_graph(self, source_address_id: int) -> NodeGraph:
+        """The original Watcher's lineage graph around an address: nodes and edges."""
+        return cast(
+            NodeGraph,
+            self.request("GET", "/lineage-graph/", params={"source_address_id": source_address_id}),
+        )
+
+    def refresh_lineage_graph(self) -> JSON:
+        """The original's refresh: a no-op in Watcher (the graph is always current)."""
+        return cast(JSON, self.request("POST", "/lineage-graph/refresh"))
 
     # -- anomaly detection -----------------------------------------------------------------
 
