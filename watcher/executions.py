@@ -3,7 +3,6 @@ transaction), read with children, list."""
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
+from watcher import execution_views as views
 from watcher.db.driver import ConstraintViolated, Session, Statement, raw_autocommit, session
 from watcher.db.engine import transaction
 from watcher.errors import Conflict, InvalidInput, NotFound
@@ -100,31 +100,9 @@ class ChildExecution(Row):
     total_rows: int | None
 
 
-class OriginalChildExecution(BaseModel):
-    """An item of `child_executions`: the original Watcher's shape, field for field."""
-
-    id: int
-    parent_id: int | None
-    pipeline_id: int
-    start_date: datetime
-    end_date: datetime | None
-    duration_seconds: int | None
-    completed_successfully: bool | None
-    inserts: int | None
-    updates: int | None
-    soft_deletes: int | None
-    total_rows: int | None
-    watermark: str | None
-    next_watermark: str | None
-    execution_metadata: dict[str, Any] | None
-    anomaly_flags: dict[str, Any] | None
-    throughput: float | None
-    child_executions: list[OriginalChildExecution]
-
-
 class ExecutionDetail(Execution):
     children: list[ChildExecution]
-    child_executions: list[OriginalChildExecution]
+    child_executions: list[views.OriginalChildExecution]
 
 
 START_SQL = """
@@ -352,59 +330,16 @@ def ended_event(row: dict[str, Any], body: EndExecution, end_date: datetime) -> 
     )
 
 
-# The original Watcher's item of `child_executions`, in its order (its PipelineExecutionGetOutput
-# without date_recorded/hour_recorded); `children` is Watcher's shorter item, kept.
-ORIGINAL_ITEM = (
-    "id",
-    "parent_id",
-    "pipeline_id",
-    "start_date",
-    "end_date",
-    "duration_seconds",
-    "completed_successfully",
-    "inserts",
-    "updates",
-    "soft_deletes",
-    "total_rows",
-    "watermark",
-    "next_watermark",
-    "execution_metadata",
-    "anomaly_flags",
-    "throughput",
-)
 CHILD_ITEM = tuple(ChildExecution.model_fields)
 
 GET_SQL = text(f"""
 SELECT e.*, p.name AS pipeline_name,
     COALESCE((SELECT json_agg(c ORDER BY c.start_date, c.id) FROM (
-        SELECT {", ".join(dict.fromkeys(ORIGINAL_ITEM + CHILD_ITEM))}
+        SELECT {", ".join(dict.fromkeys(views.ORIGINAL_ITEM + CHILD_ITEM))}
         FROM pipeline_execution WHERE parent_id = e.id) c), '[]'::json) AS children
 FROM pipeline_execution e JOIN pipeline p ON p.id = e.pipeline_id
 WHERE e.id = :id
 """)
-
-
-def whole_seconds(value: float | None) -> int | None:
-    """Durations in responses are whole seconds, as the original Watcher's integer column
-    (its end − start cast to integer: rounded half away from zero); stored exact."""
-    return None if value is None else math.floor(value + 0.5)
-
-
-def response_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An execution as the API answers it: `duration_seconds` an integer."""
-    return row | {"duration_seconds": whole_seconds(row["duration_seconds"])}
-
-
-def detail(row: dict[str, Any]) -> dict[str, Any]:
-    """An execution with its direct children twice: the original's `child_executions`
-    (its item shape, each with an empty `child_executions`) and Watcher's `children`."""
-    children = [response_row(c) for c in row.pop("children")]
-    return response_row(row) | {
-        "children": [{k: c[k] for k in CHILD_ITEM} for c in children],
-        "child_executions": [
-            {k: c[k] for k in ORIGINAL_ITEM} | {"child_executions": []} for c in children
-        ],
-    }
 
 
 @router.get("/pipeline_execution/{id:int}", response=ExecutionDetail)
@@ -415,7 +350,7 @@ async def get_execution(request: Request) -> dict[str, Any]:
         row = (await conn.execute(GET_SQL, {"id": execution_id})).first()
     if row is None:
         raise NotFound(f"execution {execution_id} not found")
-    return detail(crud.row_dict(row))
+    return views.detail(crud.row_dict(row), CHILD_ITEM)
 
 
 _STATUS = {
@@ -442,4 +377,4 @@ async def list_executions(request: Request, query: ExecutionQuery) -> list[dict[
     )
     async with transaction(services_of(request).engine) as conn:
         rows = await conn.execute(statement, query.model_dump())
-        return [response_row(crud.row_dict(r)) for r in rows]
+        return [views.response_row(crud.row_dict(r)) for r in rows]
