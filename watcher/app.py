@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watcher import addresses, auth, executions, health, lineage, openapi, pipeline_types, pipelines
 from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
+from watcher.checks.learned import routes as learned
 from watcher.clock import Clock
 from watcher.config import Settings
 from watcher.db.engine import (
@@ -56,6 +57,7 @@ FEATURES: tuple[ModuleType, ...] = (
     anomalies,
     cleanup,
     openlineage,
+    learned,
 )
 
 

@@ -76,7 +76,10 @@ def upgrade() -> None:
         sa.Column("pipeline_id", sa.BigInteger(), nullable=False),
         sa.Column("verdict", sa.Text(), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint(
             "verdict in ('fine', 'excluded')", name=op.f("ck_expectation_feedback_verdict_valid")
@@ -113,7 +116,10 @@ def upgrade() -> None:
         sa.Column("expected", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint(
             "kind in ('late_start', 'overdue', 'stale', 'anomaly')",
