@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watcher.expectations import Expectations, History, learn
+
 SEED_RUNS = """
 INSERT INTO pipeline_execution (pipeline_id, start_date, end_date, completed_successfully,
     duration_seconds, total_rows, inserts, hour_recorded, date_recorded)
@@ -31,3 +33,22 @@ def seed(
         live.sql(statement, pid=pid, starts=starts, duration=float(duration), rows=rows)
     last_end = max(starts) + timedelta(seconds=duration)
     live.sql("UPDATE pipeline SET last_target_insert = :t WHERE id = :pid", t=last_end, pid=pid)
+
+
+def learned_expectations(now: datetime | None = None) -> Expectations:
+    """Expectations learned (pure) from 20 daily runs at 02:30 UTC of ~1,000 rows, ~10 min."""
+    at = now or datetime(2024, 1, 1, tzinfo=UTC)
+    starts = [t.timestamp() for t in daily_starts(at, 20)]
+    noise = [(i * 7) % 11 for i in range(len(starts))]
+    rows = [1000.0 + 10 * n for n in noise]
+    return learn(
+        History.of(
+            starts,
+            end=[s + 600 + n for s, n in zip(starts, noise, strict=True)],
+            total_rows=rows,
+            inserts=rows,
+            updates=[0.0] * len(starts),
+            soft_deletes=[0.0] * len(starts),
+        ),
+        at.timestamp(),
+    )
