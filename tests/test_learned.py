@@ -262,3 +262,59 @@ def test_retrain_starts_a_new_normal(client: httpx.Client, live: LiveServer) -> 
     assert expectations(client, pid)["cadence"] is None
     to_0300(live)
     assert check(client)["findings"] == []
+
+
+def learned_of(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["learned_findings"]
+    assert all(f["rule_source"] == "learned" for f in found)
+    return found
+
+
+def test_the_configured_check_routes_carry_the_learned_findings_of_their_kind(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = daily(client, live)
+    assert learned_of(client.post("/missed_runs")) == []
+    to_0300(live)
+    missed = client.post("/missed_runs")
+    assert missed.json()["findings"] == []  # no cron: the configured check has nothing
+    [late] = learned_of(missed)
+    assert late["kind"] == "late_start" and late["newly_logged"] is True
+    assert [f["kind"] for f in learned_of(client.post("/timeliness", json={}))] == []
+    live.sql(
+        "UPDATE pipeline SET last_target_insert = :t WHERE id = :pid",
+        t=live.clock.now() - 4 * DAY,
+        pid=pid,
+    )
+    [stale] = learned_of(client.post("/freshness"))
+    assert stale["kind"] == "stale" and stale["pipeline_id"] == pid
+
+
+def test_a_run_longer_than_its_learned_duration_is_overdue_in_the_timeliness_route(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = daily(client, live)
+    start = live.clock.now() - timedelta(hours=3)
+    r = client.post(
+        "/start_pipeline_execution", json={"pipeline_id": pid, "start_date": start.isoformat()}
+    )
+    assert r.status_code == 201, r.text
+    [overdue] = learned_of(client.post("/timeliness", json={}))
+    assert overdue["kind"] == "overdue" and overdue["pipeline_execution_id"] == r.json()["id"]
+    assert overdue["message"].startswith("running for 3.0 h; usually takes 10 min")
+    client.patch(
+        "/pipeline", json={"id": pid, "timeliness_number": 5, "timeliness_datepart": "hour"}
+    )
+    assert learned_of(client.post("/timeliness", json={})) == []  # the configured rule wins
+
+
+def test_detect_reports_the_learned_anomalies_of_the_latest_run(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = daily(client, live)
+    seed(live, pid, [live.clock.now() - timedelta(minutes=15)], rows=50_000)
+    response = client.post(f"/anomaly_detection/detect/{pid}")
+    assert response.json()["results"] == []  # no configured rule
+    metrics = sorted(f["metric"] for f in learned_of(response))
+    assert metrics == ["inserts", "total_rows"]

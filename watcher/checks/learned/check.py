@@ -24,7 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from watcher.checks.findings import Report, as_dict
 from watcher.checks.learned.judge import LearnedFinding, judge
 from watcher.checks.rules import rule_columns_sql
+from watcher.db.engine import transaction
 from watcher.expectations import Expectations
+from watcher.services import Services
 
 PIPELINES = text(f"""
 SELECT p.id, p.name, x.expectations, {rule_columns_sql()},
@@ -41,6 +43,7 @@ LEFT JOIN LATERAL (
 ) last ON true
 WHERE x.expectations IS NOT NULL AND p.active
   AND NOT x.opted_out AND tx.opted_out IS NOT TRUE
+  AND (CAST(:pipeline_id AS bigint) IS NULL OR p.id = :pipeline_id)
 ORDER BY p.id
 """)
 
@@ -55,6 +58,12 @@ SELECT id, pipeline_id, start_date, duration_seconds, total_rows, inserts, updat
 FROM pipeline_execution
 WHERE start_date >= :started_since AND end_date >= :since AND completed_successfully
   AND pipeline_id = ANY(CAST(:ids AS bigint[]))
+""")
+
+FINISHED_ONE = text("""
+SELECT id, pipeline_id, start_date, duration_seconds, total_rows, inserts, updates,
+       soft_deletes
+FROM pipeline_execution WHERE id = :id AND completed_successfully
 """)
 
 CONFIGURED_ANOMALY = text("""
@@ -123,14 +132,26 @@ def _key(f: LearnedFinding) -> tuple[Any, ...]:
     return (f.pipeline_id, f.kind, f.metric, f.subject)
 
 
-async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> Report:
-    rows = [dict(r._mapping) for r in await conn.execute(PIPELINES)]
+async def check(
+    conn: AsyncConnection,
+    now: datetime,
+    lookback_minutes: int,
+    *,
+    kinds: frozenset[str] | None = None,
+    pipeline_id: int | None = None,
+    execution_id: int | None = None,
+) -> Report:
+    """The learned check at `now`; `kinds`, `pipeline_id` narrow it (the configured checks'
+    routes report their own kind), `execution_id` judges that one finished run."""
+    rows = [dict(r._mapping) for r in await conn.execute(PIPELINES, {"pipeline_id": pipeline_id})]
     ids = [int(r["id"]) for r in rows]
     since = now - timedelta(minutes=lookback_minutes)
     running = await _by_pipeline(conn, RUNNING, {"ids": ids})
-    finished = await _by_pipeline(
-        conn, FINISHED, {"ids": ids, "since": since, "started_since": since - timedelta(days=1)}
-    )
+    if execution_id is not None:
+        finished = await _by_pipeline(conn, FINISHED_ONE, {"id": execution_id})
+    else:
+        window = {"ids": ids, "since": since, "started_since": since - timedelta(days=1)}
+        finished = await _by_pipeline(conn, FINISHED, window)
     configured: dict[int, set[str]] = defaultdict(set)
     for r in await conn.execute(CONFIGURED_ANOMALY, {"ids": ids}):
         configured[int(r.pipeline_id)].add(str(r.metric_field))
@@ -146,6 +167,8 @@ async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> 
             finished=finished.get(pid, ()),
             configured_metrics=frozenset(configured.get(pid, ())),
         )
+    if kinds is not None:
+        found = [f for f in found if f.kind in kinds]
     findings = await log_findings(conn, found, now)
     return {
         "status": "completed",
@@ -155,3 +178,26 @@ async def check(conn: AsyncConnection, now: datetime, lookback_minutes: int) -> 
         "new_findings": sum(1 for f in findings if f["newly_logged"]),
         "findings": findings,
     }
+
+
+async def findings_of(
+    services: Services,
+    kind: str,
+    lookback_minutes: int = 60,
+    *,
+    pipeline_id: int | None = None,
+    execution_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """The learned findings of one kind, for a configured check's route: `learned_findings`
+    beside its own (learned only where no configured rule of that kind applies)."""
+    async with transaction(services.engine) as conn:
+        report = await check(
+            conn,
+            services.clock.now(),
+            lookback_minutes,
+            kinds=frozenset([kind]),
+            pipeline_id=pipeline_id,
+            execution_id=execution_id,
+        )
+    findings: list[dict[str, Any]] = report["findings"]
+    return findings

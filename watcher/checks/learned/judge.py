@@ -39,6 +39,13 @@ class LearnedFinding:
     rule_source: str = RULE_SOURCE
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedLearnedFinding(LearnedFinding):
+    """A learned finding as the checks report it (`newly_logged`: logged by this run)."""
+
+    newly_logged: bool = False
+
+
 def at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 

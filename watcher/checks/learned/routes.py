@@ -24,7 +24,7 @@ from starlette.requests import Request
 
 from watcher.checks.findings import run_check, schedule
 from watcher.checks.learned import check as learned_check
-from watcher.checks.learned.judge import LearnedFinding
+from watcher.checks.learned.judge import LoggedLearnedFinding
 from watcher.checks.learned.store import learn_stale
 from watcher.checks.learned.view import describe
 from watcher.db.engine import transaction
@@ -103,10 +103,8 @@ class LearnedCheckReport(BaseModel):
     lookback_minutes: int
     pipelines_checked: int
     new_findings: int
-    findings: list[dict[str, Any]]
+    findings: list[LoggedLearnedFinding]
 
-
-_LearnedFinding = LearnedFinding  # the findings' shape, documented in docs/checks.md
 
 PIPELINE = text("SELECT id, pipeline_type_id FROM pipeline WHERE id = :id")
 PIPELINE_SETTINGS = text("""
