@@ -17,19 +17,22 @@ DAY = timedelta(days=1)
 def learn(client: httpx.Client) -> dict[str, Any]:
     r = client.post("/expectations/learn")
     assert r.status_code == 200, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def check(client: httpx.Client) -> dict[str, Any]:
     r = client.post("/expectations/check", json={})
     assert r.status_code == 200, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def expectations(client: httpx.Client, pid: int) -> dict[str, Any]:
     r = client.get(f"/pipeline/{pid}/expectations")
     assert r.status_code == 200, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def kinds(report: dict[str, Any]) -> list[str]:

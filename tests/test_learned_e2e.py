@@ -110,10 +110,12 @@ def wait_for(receiver: SlackStandIn, title: str) -> dict[str, Any]:
 
 def learned(http: httpx.Client, pid: int) -> dict[str, Any]:
     deadline = time.monotonic() + TIMEOUT
-    while (body := http.get(f"/pipeline/{pid}/expectations").json())["cadence"] is None:
+    body: dict[str, Any] = http.get(f"/pipeline/{pid}/expectations").json()
+    while body["cadence"] is None:
         if time.monotonic() > deadline:
             pytest.fail(f"not learned after {TIMEOUT}s: {body}")
         time.sleep(0.5)
+        body = http.get(f"/pipeline/{pid}/expectations").json()
     return body
 
 
