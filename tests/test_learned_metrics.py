@@ -88,3 +88,16 @@ def test_learned_findings_are_counted_by_kind(client: httpx.Client, live: LiveSe
     labels = {"pipeline": "daily", "pipeline_type": "etl", "kind": "late_start"}
     s = scrape(client, live)
     assert s[("watcher_pipeline_learned_findings_total", frozenset(labels.items()))] == 1
+
+
+def test_relearned_expectations_replace_the_exported_band(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    pid = daily(client, live)
+    upper = key("watcher_pipeline_expected_duration_seconds", bound="upper")
+    medium = scrape(client, live)[upper]
+    assert scrape(client, live)[upper] == medium  # the second refresh reads it from the cache
+    r = client.patch(f"/pipeline/{pid}/expectations", json={"sensitivity": "low"})
+    assert r.status_code == 200, r.text
+    assert client.post("/expectations/learn").json()["pipelines_learned"] == 1
+    assert scrape(client, live)[upper] > medium  # a wider band at low sensitivity

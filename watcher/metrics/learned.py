@@ -86,11 +86,14 @@ def gauges(
 
 
 # Per pipeline in force: its expectations and what its configured rules take over. The
-# parsed `Expectations` are cached by (pipeline, trained_at): a refresh every few seconds
-# re-parses only what the learn job changed.
+# parsed `Expectations` are cached by (pipeline, trained_at), and the query sends the JSON
+# only of those the cache does not hold: a refresh every few seconds reads and parses only
+# what the learn job changed.
 LEARNED = Statement(
     text("""
-SELECT x.pipeline_id, x.trained_at, x.expectations,
+SELECT x.pipeline_id, x.trained_at,
+       CASE WHEN k.trained_at IS NOT DISTINCT FROM x.trained_at THEN NULL
+            ELSE x.expectations END AS expectations,
        COALESCE(p.schedule, t.schedule) IS NULL
            AND NOT p.mute_timeliness_check AND NOT t.mute_timeliness_check AS start,
        NOT p.mute_timeliness_check AND NOT t.mute_timeliness_check
@@ -105,6 +108,8 @@ FROM pipeline_expectation x
 JOIN pipeline p ON p.id = x.pipeline_id
 JOIN pipeline_type t ON t.id = p.pipeline_type_id
 LEFT JOIN pipeline_type_expectation tx ON tx.pipeline_type_id = p.pipeline_type_id
+LEFT JOIN unnest(CAST(:known_ids AS bigint[]), CAST(:known_at AS timestamptz[]))
+    AS k(pipeline_id, trained_at) ON k.pipeline_id = x.pipeline_id
 WHERE x.expectations IS NOT NULL AND p.active AND NOT x.opted_out
   AND tx.opted_out IS NOT TRUE
 """)
@@ -119,7 +124,7 @@ _parsed: dict[int, tuple[datetime, Expectations]] = {}
 
 def _expectations(pipeline_id: int, trained_at: datetime, data: Any) -> Expectations:
     cached = _parsed.get(pipeline_id)
-    if cached is not None and cached[0] == trained_at:
+    if data is None and cached is not None:
         return cached[1]
     exp = Expectations.from_json(data)
     _parsed[pipeline_id] = (trained_at, exp)
@@ -131,7 +136,9 @@ async def load_learned(db: DriverSession) -> dict[int, LearnedState]:
     for pid, kind, n in await db.fetch(LEARNED_COUNTS):
         counts[pid][kind] = n
     out: dict[int, LearnedState] = {}
-    for row in await db.fetch(LEARNED):
+    known = list(_parsed.items())
+    params = {"known_ids": [k for k, _ in known], "known_at": [at for _, (at, _) in known]}
+    for row in await db.fetch(LEARNED, params):
         pid = row["pipeline_id"]
         out[pid] = LearnedState(
             expectations=_expectations(pid, row["trained_at"], row["expectations"]),
