@@ -14,6 +14,7 @@ from"), per-type defaults in `pipeline_type_expectation`, the user's "this run i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -27,7 +28,7 @@ depends_on: str | Sequence[str] | None = None
 _SENSITIVITY = "sensitivity is null or sensitivity in ('low', 'medium', 'high')"
 
 
-def _updated_at() -> sa.Column[sa.DateTime]:
+def _updated_at() -> sa.Column[datetime]:
     return sa.Column(
         "updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
     )
