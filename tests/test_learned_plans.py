@@ -5,6 +5,7 @@ and the snapshot — none may scan the execution history (tests/test_check_plans
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from tests.conftest import LiveServer
 from tests.test_check_plans import NOW, _clean, plan, seeded  # noqa: F401
@@ -22,7 +23,7 @@ def test_learned_queries_use_indexes(seeded: LiveServer) -> None:  # noqa: F811
     seeded.sql("ANALYZE pipeline_expectation")
     ids = list(range(1, 201))
     since = NOW - timedelta(minutes=60)
-    queries = {
+    queries: dict[str, tuple[Any, dict[str, Any]]] = {
         "learn: pipelines with new runs": (
             store.STALE_PIPELINES,
             {"relearn_before": NOW - timedelta(days=1), "batch": 500},
