@@ -592,6 +592,37 @@ def anomalies() -> Dashboard:
                 unit="percentunit",
             ),
             Panel(
+                "Rows: latest run vs learned band",
+                [
+                    (
+                        one(f'watcher_pipeline_last_execution_rows{{{PIPE}, operation="total"}}'),
+                        "{{pipeline}} total rows",
+                    ),
+                    (
+                        one(
+                            f'watcher_pipeline_expected_rows{{{PIPE}, operation="total",'
+                            ' bound="lower"}',
+                            agg="max",
+                        ),
+                        "{{pipeline}} expected (lower)",
+                    ),
+                    (
+                        one(
+                            f'watcher_pipeline_expected_rows{{{PIPE}, operation="total",'
+                            ' bound="upper"}',
+                            agg="min",
+                        ),
+                        "{{pipeline}} expected (upper)",
+                    ),
+                ],
+                width=24,
+                description=(
+                    "Expected vs actual: the latest ended run's total rows between the band"
+                    " learned for its hour and weekday (pipelines without an anomaly rule on"
+                    " total_rows; see docs/checks.md, learned expectations)."
+                ),
+            ),
+            Panel(
                 "Anomalies detected per hour",
                 [
                     (

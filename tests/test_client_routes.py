@@ -67,6 +67,17 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/anomaly_detection/detect/{pipeline_id}"): ("detect_anomalies", (7,), {}),
     ("POST", "/unflag_anomaly"): ("unflag_anomaly", (7, ["inserts"]), {}),
     ("POST", "/log_cleanup"): ("cleanup_logs", (90,), {}),
+    ("GET", "/pipeline/{id}/expectations"): ("get_expectations", (7,), {}),
+    ("PATCH", "/pipeline/{id}/expectations"): ("update_expectations", (7,), {"sensitivity": "low"}),
+    ("PATCH", "/pipeline_type/{id}/expectations"): (
+        "update_type_expectations",
+        (7,),
+        {"opted_out": True},
+    ),
+    ("POST", "/pipeline/{id}/expectations/feedback"): ("expectation_feedback", (7, 8), {}),
+    ("POST", "/pipeline/{id}/expectations/retrain"): ("retrain_expectations", (7,), {}),
+    ("POST", "/expectations/learn"): ("learn_expectations", (), {}),
+    ("POST", "/expectations/check"): ("check_expectations", (), {}),
     ("POST", "/api/v1/lineage"): ("send_lineage_event", (EVENT,), {}),
     ("POST", "/api/v1/lineage/batch"): ("send_lineage_batch", ([EVENT],), {}),
 }

@@ -23,10 +23,12 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from tests.learned_helpers import learned_expectations
 from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
 from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
+from watcher.metrics.learned import LearnedState
 from watcher.metrics.snapshot import AnomalyState, LastExecution, PipelineState, Snapshot
 from watcher.scheduler import Scheduler
 
@@ -48,6 +50,7 @@ ALERTS = {
     "WatcherExecutionFailed",
     "WatcherMissedRun",
     "WatcherAnomalyDetected",
+    "WatcherPipelineLateStart",
     "WatcherDown",
     "WatcherSchedulerStalled",
     "WatcherNoLeader",
@@ -473,6 +476,7 @@ def exported_names() -> set[str]:
         oldest_running_start=now - timedelta(minutes=1),
         watermark="1",
         anomalies=(AnomalyState("inserts", 3.0, 1.0, 0),),
+        learned=LearnedState(learned_expectations(), start=True, duration=True, freshness=True),
     )
     store.replace(Snapshot(now, 0.1, (state, PipelineState("q", "t", watermark="2024-01-01"))))
     registry.register(SnapshotCollector(store, lambda: now, lambda: (0, 0, 1)))

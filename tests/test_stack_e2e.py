@@ -40,6 +40,7 @@ import yaml
 
 from tests.conftest import LiveServer, free_port, start_live_server
 from tests.conftest import test_settings as watcher_settings
+from tests.learned_helpers import learned_expectations
 from watcher.config import Settings
 from watcher.db.embedded import EmbeddedPostgres
 from watcher.db.schema import metadata
@@ -208,6 +209,14 @@ def seed(http: httpx.Client, live: LiveServer) -> dict[str, int]:
         "threshold_max_value, baseline_count, is_anomaly, detected_at) SELECT :e, id, 50, 4.2, "
         "10, 9.5, 3.0, 0, 38.5, 30, true, now() FROM anomaly_detection_rule",
         e=orders,
+    )
+    # Learned expectations for one pipeline without rules on rows (the "expected vs actual"
+    # panel), as the learn job stores them.
+    live.sql(
+        "INSERT INTO pipeline_expectation (pipeline_id, expectations, trained_at)"
+        " VALUES (:p, CAST(:e AS jsonb), now())",
+        p=ids["dated"],
+        e=json.dumps(learned_expectations(now).to_json()),
     )
     return ids
 

@@ -28,6 +28,7 @@ from watcher import (
     pipelines,
 )
 from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
+from watcher.checks.learned import routes as learned
 from watcher.clock import Clock
 from watcher.config import Settings
 from watcher.db.engine import (
@@ -67,6 +68,7 @@ FEATURES: tuple[ModuleType, ...] = (
     cleanup,
     openlineage,
     lineage_graph,
+    learned,
 )
 
 

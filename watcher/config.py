@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     log_cleanup_retention_days: int | None = Field(default=None, ge=90)
     log_cleanup_batch_size: int = Field(default=10_000, ge=1)
     auto_create_anomaly_detection_rules: bool = False
+    # Learned expectations (watcher/checks/learned): the learn job relearns at most
+    # `learn_batch` pipelines with new runs per run; the learned check runs like the others.
+    learn_interval_seconds: float = Field(default=300.0, gt=0)
+    learn_batch: int = Field(default=500, ge=1, le=100_000)
+    learned_check_interval_seconds: float = Field(default=60.0, gt=0)
 
     # Alerts and auth
     slack_webhook_url: SecretStr | None = None

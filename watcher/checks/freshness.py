@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
+from watcher.checks.learned.check import findings_of as learned_findings
+from watcher.checks.learned.judge import LoggedLearnedFinding
 from watcher.checks.rules import resolve, rule_columns_sql, split_row
 from watcher.routing import Router
 from watcher.services import Services, services_of
@@ -57,6 +59,8 @@ class FreshnessReport(BaseModel):
     pipelines_checked: int
     new_findings: int
     findings: list[StaleFinding]
+    # Stale pipelines without a freshness rule, against their learned gap between changes.
+    learned_findings: list[LoggedLearnedFinding] = []
 
 
 CANDIDATES = text(f"""
@@ -142,7 +146,9 @@ async def run(services: Services) -> Report:
 @router.post("/freshness", scope="admin", response=FreshnessReport)
 async def freshness_check(request: Request) -> dict[str, Any]:
     """Run the freshness check now; returns stale pipelines (new and already logged)."""
-    return await run(services_of(request))
+    services = services_of(request)
+    report = await run(services)
+    return report | {"learned_findings": await learned_findings(services, "stale")}
 
 
 def setup(services: Services) -> None:

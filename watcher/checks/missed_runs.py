@@ -36,6 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
+from watcher.checks.learned.check import findings_of as learned_findings
+from watcher.checks.learned.judge import LoggedLearnedFinding
 from watcher.checks.rules import Schedule, resolve_schedule, rule_columns_sql, split_row
 from watcher.routing import Router
 from watcher.services import Services, services_of
@@ -73,6 +75,8 @@ class MissedRunsReport(BaseModel):
     pipelines_checked: int
     new_findings: int
     findings: list[MissedRunFinding]
+    # Late starts of pipelines without a cron schedule, against their learned schedule.
+    learned_findings: list[LoggedLearnedFinding] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +230,9 @@ async def run(services: Services) -> Report:
 @router.post("/missed_runs", scope="admin", response=MissedRunsReport)
 async def missed_runs_check(request: Request) -> dict[str, Any]:
     """Run the missed-runs check now; returns scheduled pipelines that did not start."""
-    return await run(services_of(request))
+    services = services_of(request)
+    report = await run(services)
+    return report | {"learned_findings": await learned_findings(services, "late_start")}
 
 
 def setup(services: Services) -> None:

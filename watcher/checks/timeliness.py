@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
+from watcher.checks.learned.check import findings_of as learned_findings
+from watcher.checks.learned.judge import LoggedLearnedFinding
 from watcher.checks.rules import FIXED_SECONDS, resolve, rule_columns_sql, split_row
 from watcher.fields import Body
 from watcher.routing import Router
@@ -65,6 +67,8 @@ class TimelinessReport(BaseModel):
     executions_checked: int
     new_findings: int
     findings: list[OverdueFinding]
+    # Overdue runs of pipelines without a timeliness rule, against their learned duration.
+    learned_findings: list[LoggedLearnedFinding] = []
 
 
 def _least_seconds(alias: str) -> str:
@@ -185,7 +189,10 @@ async def run(services: Services, lookback_minutes: int) -> Report:
 @router.post("/timeliness", scope="admin", body=TimelinessRequest, response=TimelinessReport)
 async def timeliness_check(request: Request, body: TimelinessRequest) -> dict[str, Any]:
     """Run the timeliness check now; returns overdue executions (new and already logged)."""
-    return await run(services_of(request), body.lookback_minutes)
+    services = services_of(request)
+    report = await run(services, body.lookback_minutes)
+    learned = await learned_findings(services, "overdue", body.lookback_minutes)
+    return report | {"learned_findings": learned}
 
 
 def setup(services: Services) -> None:

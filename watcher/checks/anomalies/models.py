@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field
 
 from watcher import crud
+from watcher.checks.learned.judge import LoggedLearnedFinding
 from watcher.db.schema import ANOMALY_METRICS
 from watcher.fields import Body, Id, MetricField, Row
 
@@ -94,3 +95,5 @@ class Detection(BaseModel):
     new_results: int
     anomalies: int
     results: list[DetectionResult]
+    # The execution's metrics outside their learned band (metrics without an active rule).
+    learned_findings: list[LoggedLearnedFinding] = []

@@ -21,6 +21,7 @@ from watcher.checks.anomalies.models import (
     RuleQuery,
     Unflag,
 )
+from watcher.checks.learned.check import findings_of as learned_findings
 from watcher.db.engine import sqlstate, transaction
 from watcher.db.schema import anomaly_detection_rule
 from watcher.errors import Conflict, NotFound
@@ -150,6 +151,9 @@ async def detect(request: Request) -> dict[str, Any]:
         "new_results": written or 0,
         "anomalies": sum(r["is_anomaly"] for r in results),
         "results": results,
+        "learned_findings": await learned_findings(
+            services, "anomaly", pipeline_id=pipeline_id, execution_id=latest
+        ),
     }
 
 

@@ -26,6 +26,7 @@ from watcher_client._models import (
     Detection,
     Execution,
     ExecutionFilter,
+    ExpectationSettings,
     FreshnessCheck,
     Heartbeat,
     LineageBatchResult,
@@ -446,6 +447,48 @@ class AsyncWatcherClient:
 
     async def check_missed_runs(self) -> MissedRunsCheck:
         return cast(MissedRunsCheck, await self.request("POST", "/missed_runs"))
+
+    # -- learned expectations --------------------------------------------------------------
+
+    async def get_expectations(self, pipeline_id: int) -> JSON:
+        """What was learned for the pipeline, or how much history learning still needs."""
+        return cast(JSON, await self.request("GET", f"/pipeline/{pipeline_id}/expectations"))
+
+    async def update_expectations(
+        self, pipeline_id: int, **settings: Unpack[ExpectationSettings]
+    ) -> JSON:
+        """Set the pipeline's sensitivity (None inherits) or opt it out of learning."""
+        path = f"/pipeline/{pipeline_id}/expectations"
+        return cast(JSON, await self.request("PATCH", path, body=dict(settings)))
+
+    async def update_type_expectations(
+        self, pipeline_type_id: int, **settings: Unpack[ExpectationSettings]
+    ) -> JSON:
+        """Set a pipeline type's default sensitivity or opt its pipelines out."""
+        path = f"/pipeline_type/{pipeline_type_id}/expectations"
+        return cast(JSON, await self.request("PATCH", path, body=dict(settings)))
+
+    async def expectation_feedback(
+        self, pipeline_id: int, pipeline_execution_id: int, verdict: str = "fine"
+    ) -> JSON:
+        """Mark a run "fine" (train on it though flagged) or "excluded" (never train on it)."""
+        body = {"pipeline_execution_id": pipeline_execution_id, "verdict": verdict}
+        path = f"/pipeline/{pipeline_id}/expectations/feedback"
+        return cast(JSON, await self.request("POST", path, body=body))
+
+    async def retrain_expectations(self, pipeline_id: int) -> JSON:
+        """A new normal: forget the pipeline's history before now and learn again."""
+        path = f"/pipeline/{pipeline_id}/expectations/retrain"
+        return cast(JSON, await self.request("POST", path))
+
+    async def learn_expectations(self) -> JSON:
+        """Run the learn job now (pipelines with runs newer than their expectations)."""
+        return cast(JSON, await self.request("POST", "/expectations/learn"))
+
+    async def check_expectations(self, lookback_minutes: int = 60) -> JSON:
+        """Run the learned check now: late, overdue, stale and anomalous against what was learned."""
+        body = {"lookback_minutes": lookback_minutes}
+        return cast(JSON, await self.request("POST", "/expectations/check", body=body))
 
     async def cleanup_logs(
         self, retention_days: int, batch_size: int | None = None, *, dry_run: bool = False

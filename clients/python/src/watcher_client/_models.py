@@ -7,7 +7,7 @@ than the server must keep working.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 # Stored as text by Watcher: ints and dates are sent as their text form (ISO 8601 for dates).
 Watermark = str | int | date | datetime
@@ -326,3 +326,10 @@ class LineageBatchResult(TypedDict):
     accepted: int
     rejected: int
     results: list[LineageBatchItem]
+
+
+class ExpectationSettings(TypedDict, total=False):
+    """Learning settings of a pipeline or type; sensitivity None inherits (type, then medium)."""
+
+    sensitivity: Literal["low", "medium", "high"] | None
+    opted_out: bool
