@@ -29,6 +29,7 @@ from watcher.db.engine import (
 )
 from watcher.errors import Conflict, InvalidInput, Unauthorized, Unavailable, WatcherError
 from watcher.events import Events
+from watcher.incidents import routes as incidents
 from watcher.logs import RequestLogMiddleware
 from watcher.metrics import routes as metrics
 from watcher.openlineage import routes as openlineage
@@ -56,6 +57,7 @@ FEATURES: tuple[ModuleType, ...] = (
     anomalies,
     cleanup,
     openlineage,
+    incidents,
 )
 
 
