@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
+from watcher.incidents.metrics import Exported, IncidentCollector, IncidentSeries
 from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
 from watcher.metrics.snapshot import AnomalyState, LastExecution, PipelineState, Snapshot
 from watcher.scheduler import Scheduler
@@ -41,6 +42,8 @@ STABLE_UIDS = {
     "watcher-daily-report",
 }
 ALERTS = {
+    "WatcherIncident",
+    "WatcherPipelineImpacted",
     "WatcherPipelineNotFresh",
     "WatcherExecutionOverdueRunning",
     "WatcherExecutionOverdueCompleted",
@@ -175,6 +178,8 @@ def test_alertmanager_config_is_valid_and_holds_no_webhook() -> None:
         ("severity=critical alertname=WatcherExecutionFailed", "slack-critical"),
         ("severity=warning alertname=WatcherPipelineNotFresh", "slack-warning"),
         ("severity=info alertname=Anything", "slack-info"),
+        ("severity=critical alertname=WatcherIncident incident_id=7", "slack-incident"),
+        ("severity=info alertname=WatcherPipelineImpacted pipeline=b", "null"),
     ],
 )
 def test_alerts_route_by_severity(labels: str, receiver: str) -> None:
@@ -479,6 +484,12 @@ def exported_names() -> set[str]:
     metrics.execution_ended(ExecutionEnded(1, 1, "p", "t", True, now, 1.0, 1, 1, 1, 1, 1.0))
     metrics.request_finished(RequestFinished("GET", "/", 200, 0.1))
     metrics.job_finished(JobFinished("metrics_snapshot", True, 0.1, now))
+    incidents = IncidentCollector()
+    incidents.current = Exported(
+        (IncidentSeries("1", "p", ("failed",), 0.0, ("q",), 1, "p failed"),),
+        (("q", "p", "1", "attached"),),
+    )
+    registry.register(incidents)
     families = [*registry.collect(), *store.registry.collect()]
     return {s.name for family in families for s in family.samples}
 
