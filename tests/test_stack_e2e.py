@@ -118,6 +118,9 @@ def _replica_settings() -> Settings:
         metrics_snapshot_interval_seconds=1.0,
         leader_check_interval_seconds=1.0,
         leader_lock_id=0x57A7E2E0,  # not the default: never competes with another test server
+        # The per-pipeline alerts as they reach Slack without the incident engine (fail-open);
+        # tests/test_incidents_e2e.py runs the stack with it.
+        incidents_enabled=False,
     )
 
 

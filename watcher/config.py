@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # pipeline still broken after its root's incident resolved waits before it is promoted to
     # an incident of its own, and how far back a failed or late run that ended after a newer
     # overlapping one is looked for.
+    # Off: no incidents are opened and nothing is inhibited (every pipeline alerts alone).
+    incidents_enabled: bool = True
     incidents_interval_seconds: float = Field(default=60.0, gt=0)
     incident_grace_seconds: float = Field(default=900.0, ge=0)
     incident_lookback_minutes: int = Field(default=1440, ge=5)

@@ -275,6 +275,8 @@ def setup(services: Services) -> None:
         await refresh_series(services, collector)
 
     settings = services.settings
+    if not settings.incidents_enabled:
+        return
     services.scheduler.add_job("incidents", job, seconds=settings.incidents_interval_seconds)
     services.scheduler.add_job(
         "incidents_metrics",
