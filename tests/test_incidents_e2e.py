@@ -23,6 +23,7 @@ needs to open the incident that inhibits them (1 s job, 1 s series refresh, 1 s 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ import yaml
 from tests.conftest import LiveServer, free_port, start_live_server
 from tests.conftest import test_settings as watcher_settings
 from tests.factories import address
-from tests.test_stack_e2e import SlackStandIn, _require, stack
+from tests.test_stack_e2e import INCIDENTS_DASHBOARD, SlackStandIn, _panel_queries, _require, stack
 from watcher.db.embedded import EmbeddedPostgres
 from watcher.db.schema import metadata
 
@@ -62,7 +63,7 @@ def _alertmanager_config(run_dir: Path, slack_url: Path) -> Path:
 @contextmanager
 def running_stack(
     postgres: EmbeddedPostgres, run_dir: Path, incidents: bool
-) -> Iterator[tuple[LiveServer, SlackStandIn]]:
+) -> Iterator[tuple[LiveServer, SlackStandIn, str]]:
     _require("prometheus")
     _require("alertmanager")
     tables = ", ".join(t.name for t in metadata.sorted_tables)
@@ -76,8 +77,6 @@ def running_stack(
         incident_grace_seconds=GRACE_SECONDS,
     )
     slack = SlackStandIn()
-    import threading
-
     threading.Thread(target=slack.serve_forever, daemon=True).start()
     watcher = start_live_server(postgres.url, settings)
     watcher.sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
@@ -103,7 +102,7 @@ def running_stack(
         with stack.running(processes):
             stack.wait_ready(f"http://{addresses.prometheus}/-/ready")
             stack.wait_ready(f"http://{addresses.alertmanager}/-/ready")
-            yield watcher, slack
+            yield watcher, slack, f"http://{addresses.prometheus}"
     finally:
         watcher.sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
         watcher.stop()
@@ -138,7 +137,30 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 45) -> None:
 SLACK: list[SlackStandIn] = []
 
 
-def scenario(watcher: LiveServer, slack: SlackStandIn, incidents: bool) -> list[dict[str, Any]]:
+def dashboard_queries(watcher: LiveServer, prometheus: str) -> None:
+    """Every query of the incidents dashboard returns data while incidents are open: the
+    Prometheus ones through Prometheus' HTTP API, the SQL ones from PostgreSQL."""
+    promql, sql = _panel_queries(only=INCIDENTS_DASHBOARD)
+    assert len(promql) >= 7 and len(sql) == 3
+    with httpx.Client(base_url=prometheus, timeout=10) as prom:
+
+        def empty() -> list[str]:
+            out = []
+            for where, expr in promql:
+                body = prom.get("/api/v1/query", params={"query": expr}).json()
+                assert body["status"] == "success", (expr, body)
+                if not body["data"]["result"]:
+                    out.append(where)
+            return out
+
+        _wait("incident dashboard queries returned no data", lambda: not empty())
+    for where, statement in sql:
+        assert watcher.sql(statement), f"{where} returned no rows"
+
+
+def scenario(
+    watcher: LiveServer, slack: SlackStandIn, prometheus: str, incidents: bool
+) -> list[dict[str, Any]]:
     """Run the chain scenario; returns the Slack attachments received, in order."""
     SLACK.append(slack)
     now = datetime.now(UTC)
@@ -172,6 +194,7 @@ def scenario(watcher: LiveServer, slack: SlackStandIn, incidents: bool) -> list[
                 "no incident message for a",
                 lambda: any("Incident #1: a" in t for t in _titles(slack)),
             )
+            dashboard_queries(watcher, prometheus)
         else:
             _wait("no per-pipeline messages", lambda: len(_titles(slack)) >= 4)
         # 2. e fails meanwhile
@@ -213,10 +236,10 @@ def scenario(watcher: LiveServer, slack: SlackStandIn, incidents: bool) -> list[
 def test_one_slack_message_per_incident(
     postgres: EmbeddedPostgres, tmp_path_factory: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with running_stack(postgres, tmp_path_factory.mktemp("before"), incidents=False) as (w, s):
-        before = scenario(w, s, incidents=False)
-    with running_stack(postgres, tmp_path_factory.mktemp("after"), incidents=True) as (w, s):
-        after = scenario(w, s, incidents=True)
+    with running_stack(postgres, tmp_path_factory.mktemp("before"), False) as (w, s, p):
+        before = scenario(w, s, p, incidents=False)
+    with running_stack(postgres, tmp_path_factory.mktemp("after"), True) as (w, s, p):
+        after = scenario(w, s, p, incidents=True)
     with capsys.disabled():
         print(
             f"\nSlack messages, chain scenario: without incidents {len(before)}, with {len(after)}"

@@ -40,6 +40,7 @@ STABLE_UIDS = {
     "watcher-anomalies",
     "watcher-health",
     "watcher-daily-report",
+    "watcher-incidents",
 }
 ALERTS = {
     "WatcherIncident",
