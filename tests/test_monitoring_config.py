@@ -559,3 +559,48 @@ def test_compose_runs_the_whole_stack_with_pinned_images_and_existing_mounts() -
     assert targets["postgres"] == "postgres-exporter:9187"
     token = prometheus["scrape_configs"][0]["authorization"]["credentials_file"]
     assert any(v.endswith(f":{Path(token).parent}:ro") for v in services["prometheus"]["volumes"])
+
+
+def test_an_incident_renders_its_root_and_impact(tmp_path: Path) -> None:
+    labels = {
+        "alertname": "WatcherIncident",
+        "severity": "critical",
+        "incident_id": "17",
+        "root_pipeline": "extract",
+        "pipeline": "extract",
+    }
+    annotations = {
+        "summary": "Incident #17: extract failed",
+        "description": "extract failed at 02:00 UTC — impact: 3 pipelines (b, c, d)",
+        "value": "3 impacted pipelines (b, c, d), 4 datasets",
+        "threshold": "root cause: extract",
+    }
+    for status, title in (
+        ("firing", "🔴 [INCIDENT] Incident #17: extract failed"),
+        ("resolved", "✅ [RESOLVED] Incident #17: extract failed"),
+    ):
+        data = {
+            "receiver": "slack-incident",
+            "status": status,
+            "alerts": [_alert(status, labels, annotations)],
+            "groupLabels": {"incident_id": "17"},
+            "commonLabels": labels,
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example:9093",
+        }
+        path = tmp_path / "incident.json"
+        path.write_text(json.dumps(data))
+        out = run(
+            need("amtool"),
+            "template",
+            "render",
+            "--template.glob=alertmanager/templates/*.tmpl",
+            f"--template.data={path}",
+            '--template.text={{ template "watcher.incident.title" . }}\x1f'
+            '{{ template "watcher.incident.text" . }}',
+        )
+        rendered_title, text = out.rstrip("\n").split("\x1f")
+        assert rendered_title == title
+        assert "*Root cause:* `extract`" in text
+        assert "*Impact:* 3 impacted pipelines (b, c, d), 4 datasets" in text
+        assert ("→ resolved 2024-03-10 12:30:00 UTC" in text) == (status == "resolved")
