@@ -982,7 +982,158 @@ def lineage() -> Dashboard:
     )
 
 
-DASHBOARDS = (overview, freshness_timeliness, anomalies, health, daily_report, lineage)
+# --- incidents (issue 15) --------------------------------------------------------------------
+
+INCIDENTS_SQL = """SELECT n.id AS incident, p.name AS root_pipeline,
+  (SELECT string_agg(DISTINCT i.kind, ', ') FROM incident_impact i
+   WHERE i.incident_id = n.id AND i.depth = 0) AS problem,
+  n.started_at, n.resolved_at,
+  extract(epoch FROM COALESCE(n.resolved_at, now()) - n.started_at) AS duration_seconds,
+  (SELECT count(DISTINCT i.pipeline_id) FROM incident_impact i
+   WHERE i.incident_id = n.id AND i.depth > 0) AS impacted_pipelines,
+  n.acknowledged_by
+FROM incident n JOIN pipeline p ON p.id = n.root_pipeline_id
+WHERE n.resolved_at IS NULL OR n.opened_at BETWEEN $__timeFrom() AND $__timeTo()
+ORDER BY n.id DESC LIMIT 200"""
+# The pipeline graph (lineage: a target of one is a source of the other; nested runs) with
+# each pipeline's health: broken while it is the root of, or impacted by, an open incident.
+GRAPH_NODES_SQL = """SELECT p.id::text AS id, p.name AS title,
+  CASE WHEN b.pipeline_id IS NULL THEN 1 ELSE 0 END AS arc__healthy,
+  CASE WHEN b.pipeline_id IS NULL THEN 0 ELSE 1 END AS arc__broken
+FROM pipeline p LEFT JOIN (
+  SELECT DISTINCT pipeline_id FROM incident_impact WHERE detached_at IS NULL
+) b ON b.pipeline_id = p.id
+WHERE p.active ORDER BY p.id LIMIT 500"""
+GRAPH_EDGES_SQL = """SELECT DISTINCT a.pipeline_id || '-' || b.pipeline_id AS id,
+  a.pipeline_id::text AS source, b.pipeline_id::text AS target
+FROM address_lineage a JOIN address_lineage b ON b.source_address_id = a.target_address_id
+WHERE a.pipeline_id <> b.pipeline_id
+UNION
+SELECT parent_pipeline_id || '-' || child_pipeline_id, parent_pipeline_id::text,
+  child_pipeline_id::text
+FROM pipeline_nesting
+LIMIT 2000"""
+
+
+def _arc_color(field_name: str, color: str) -> dict[str, Any]:
+    return {
+        "matcher": {"id": "byName", "options": field_name},
+        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+    }
+
+
+def incidents() -> Dashboard:
+    open_ids = "max by (incident_id, root_pipeline) ({})"
+    return Dashboard(
+        uid="watcher-incidents",
+        title="Watcher / Incidents",
+        description="One incident per root cause: open incidents, their root, impact and "
+        "duration (Prometheus), recent incidents (PostgreSQL) and the pipeline graph "
+        "coloured by health. See docs/incidents.md.",
+        panels=[
+            Panel(
+                "Open incidents",
+                [("count(max by (incident_id) (watcher_incident_open)) or vector(0)", "")],
+                kind="stat",
+                width=6,
+                height=4,
+                instant=True,
+            ),
+            Panel(
+                "Impacted pipelines",
+                [
+                    (
+                        'count(max by (pipeline) (watcher_pipeline_impacted_by{state="attached"}))'
+                        " or vector(0)",
+                        "",
+                    )
+                ],
+                kind="stat",
+                width=6,
+                height=4,
+                instant=True,
+                description="Pipelines broken downstream of an open incident's root.",
+            ),
+            Panel(
+                "Waiting for promotion",
+                [
+                    (
+                        'count(max by (pipeline) (watcher_pipeline_impacted_by{state="pending"}))'
+                        " or vector(0)",
+                        "",
+                    )
+                ],
+                kind="stat",
+                width=6,
+                height=4,
+                instant=True,
+                description="Still broken after their root's incident resolved; promoted to "
+                "incidents of their own after the grace.",
+            ),
+            Panel(
+                "Oldest open incident",
+                [("time() - min(watcher_incident_started_timestamp_seconds)", "")],
+                kind="stat",
+                unit="s",
+                width=6,
+                height=4,
+                instant=True,
+            ),
+            Panel(
+                "Open incidents: root, impact, duration",
+                [
+                    (open_ids.format("watcher_incident_impacted_pipelines"), "pipelines"),
+                    (open_ids.format("watcher_incident_impacted_datasets"), "datasets"),
+                    (
+                        "time() - " + open_ids.format("watcher_incident_started_timestamp_seconds"),
+                        "duration",
+                    ),
+                ],
+                kind="table",
+                width=24,
+                instant=True,
+            ),
+            Panel(
+                "Impact over time",
+                [
+                    (
+                        open_ids.format("watcher_incident_impacted_pipelines"),
+                        "#{{incident_id}} {{root_pipeline}}",
+                    )
+                ],
+                width=24,
+            ),
+            Panel(
+                "Recent incidents",
+                [(INCIDENTS_SQL, "")],
+                kind="table",
+                sql=True,
+                width=24,
+                height=10,
+            ),
+            Panel(
+                "Pipeline graph by health",
+                [(GRAPH_NODES_SQL, ""), (GRAPH_EDGES_SQL, "")],
+                kind="nodeGraph",
+                sql=True,
+                width=24,
+                height=14,
+                description="Edges point downstream; red: root of or impacted by an open incident.",
+                overrides=[_arc_color("arc__healthy", "green"), _arc_color("arc__broken", "red")],
+            ),
+        ],
+    )
+
+
+DASHBOARDS = (
+    overview,
+    freshness_timeliness,
+    anomalies,
+    health,
+    daily_report,
+    lineage,
+    incidents,
+)
 
 
 def rendered() -> dict[str, str]:

@@ -119,6 +119,9 @@ def _replica_settings() -> Settings:
         metrics_snapshot_interval_seconds=1.0,
         leader_check_interval_seconds=1.0,
         leader_lock_id=0x57A7E2E0,  # not the default: never competes with another test server
+        # The per-pipeline alerts as they reach Slack without the incident engine (fail-open);
+        # tests/test_incidents_e2e.py runs the stack with it.
+        incidents_enabled=False,
     )
 
 
@@ -303,9 +306,17 @@ def _substitute_sql(query: str) -> str:
     return query.replace("($pipeline)", "(SELECT name FROM pipeline)")
 
 
-def _panel_queries() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+# Its panels need open incidents: tests/test_incidents_e2e.py runs them while there are some.
+INCIDENTS_DASHBOARD = "watcher-incidents.json"
+
+
+def _panel_queries(
+    only: str | None = None,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     promql, sql = [], []
     for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        if path.name != only and (only is not None or path.name == INCIDENTS_DASHBOARD):
+            continue
         dashboard = json.loads(path.read_text())
         for panel in dashboard["panels"]:
             for target in panel.get("targets", []):

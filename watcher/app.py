@@ -40,6 +40,7 @@ from watcher.db.engine import (
 )
 from watcher.errors import Conflict, InvalidInput, Unauthorized, Unavailable, WatcherError
 from watcher.events import Events
+from watcher.incidents import routes as incidents
 from watcher.logs import RequestLogMiddleware
 from watcher.metrics import routes as metrics
 from watcher.openlineage import routes as openlineage
@@ -69,6 +70,7 @@ FEATURES: tuple[ModuleType, ...] = (
     openlineage,
     lineage_graph,
     learned,
+    incidents,
 )
 
 

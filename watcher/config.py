@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     missed_runs_interval_seconds: float = Field(default=60.0, gt=0)
     anomaly_catchup_interval_seconds: float = Field(default=60.0, gt=0)
     metrics_snapshot_interval_seconds: float = Field(default=5.0, gt=0)
+    # Incidents (issue 15): how often the leader places problems into incidents, how long a
+    # pipeline still broken after its root's incident resolved waits before it is promoted to
+    # an incident of its own, and how far back a failed or late run that ended after a newer
+    # overlapping one is looked for.
+    # Off: no incidents are opened and nothing is inhibited (every pipeline alerts alone).
+    incidents_enabled: bool = True
+    incidents_interval_seconds: float = Field(default=60.0, gt=0)
+    incident_grace_seconds: float = Field(default=900.0, ge=0)
+    incident_lookback_minutes: int = Field(default=1440, ge=5)
     log_cleanup_interval_seconds: float = Field(default=86_400.0, gt=0)
     log_cleanup_retention_days: int | None = Field(default=None, ge=90)
     log_cleanup_batch_size: int = Field(default=10_000, ge=1)

@@ -125,6 +125,13 @@ c AS (
     UNION ALL
     SELECT pc.ancestor_id, e.id, pc.depth + 1
     FROM e JOIN pipeline_execution_closure pc ON pc.descendant_id = e.parent_id
+),
+n AS (  -- the pipeline graph's nesting pair, recorded the first time it is seen
+    INSERT INTO pipeline_nesting (parent_pipeline_id, child_pipeline_id)
+    SELECT pe.pipeline_id, e.pipeline_id
+    FROM e JOIN pipeline_execution pe ON pe.id = e.parent_id
+    WHERE pe.pipeline_id <> e.pipeline_id
+    ON CONFLICT DO NOTHING
 )
 SELECT e.id, p.id AS pipeline_id, p.name AS pipeline, t.name AS pipeline_type
 FROM e JOIN p ON p.id = e.pipeline_id JOIN pipeline_type t ON t.id = p.pipeline_type_id

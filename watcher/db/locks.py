@@ -19,3 +19,6 @@ LINEAGE = 0x11AE_A6E0
 # Transaction lock of OpenLineage re-parenting: two moves in one branch of the execution tree
 # must not interleave their closure edits.
 REPARENT = 0x0E7E_A9E1
+# Transaction lock of the incidents job: two runs (a leadership handover) place problems
+# one at a time, so each change is written once.
+INCIDENTS = 0x1C1D_E475
