@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watcher import addresses, auth, executions, health, lineage, openapi, pipeline_types, pipelines
+from watcher.availability import heartbeat
 from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
 from watcher.clock import Clock
 from watcher.config import Settings
@@ -56,6 +57,7 @@ FEATURES: tuple[ModuleType, ...] = (
     anomalies,
     cleanup,
     openlineage,
+    heartbeat,  # after metrics: exports its families in the scraped registry
 )
 
 

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     log_cleanup_retention_days: int | None = Field(default=None, ge=90)
     log_cleanup_batch_size: int = Field(default=10_000, ge=1)
     auto_create_anomaly_detection_rules: bool = False
+    # Ingestion availability (watcher.availability): every replica records a heartbeat this
+    # often; evidence in a window no replica was ingesting is unknown to the checks until
+    # `ingest_catch_up_seconds` after the window ended (replayed runs arrive meanwhile).
+    ingest_heartbeat_interval_seconds: float = Field(default=5.0, gt=0, le=60)
+    ingest_catch_up_seconds: float = Field(default=600.0, ge=0, le=86_400)
 
     # Alerts and auth
     slack_webhook_url: SecretStr | None = None
