@@ -164,7 +164,8 @@ def test_without_any_heartbeat_the_checks_judge_as_always(
 
 
 def test_the_heartbeat_opens_a_new_segment_after_an_interruption(live: LiveServer) -> None:
-    heartbeat = Heartbeat(live.services)
+    services = live.services
+    heartbeat = Heartbeat(services.engine, services.clock, services.settings)
     live.run(heartbeat.beat)
     live.clock.advance(timedelta(seconds=5))
     heartbeat.pending = 3  # three executions ingested meanwhile
@@ -218,3 +219,13 @@ def test_a_late_run_is_judged_against_the_baseline_before_its_own_end(
     assert result["baseline_count"] == 25
     assert result["historical_mean"] == pytest.approx(sum(values) / len(values))
     assert result["is_anomaly"] is False
+
+
+def test_the_availability_families_are_exported_under_their_names(live: LiveServer) -> None:
+    registry = live.services.registry
+    assert registry.get_sample_value("watcher_ingest_heartbeat_age_seconds") is not None
+    assert registry.get_sample_value("watcher_ingest_gap_seconds") == 0  # no beat here
+    assert registry.get_sample_value("watcher_ingest_catching_up") == 0
+    assert registry.get_sample_value("watcher_ingest_catch_up_seconds") == 600
+    names = {m.name for m in registry.collect()}
+    assert "watcher_checks_suppressed" in names  # samples: watcher_checks_suppressed_total

@@ -21,13 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.availability.windows import Gate, Segment, blind_windows
+from watcher.clock import Clock
 from watcher.config import Settings
 from watcher.db.engine import transaction
 from watcher.events import ExecutionEnded, ExecutionStarted, FindingsSuppressed
@@ -92,11 +93,12 @@ PRUNE = text("DELETE FROM ingest_heartbeat WHERE beat_at < :before")
 class Heartbeat:
     """This replica's heartbeat: its segment, the ingest count and the latest gate."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.policy = CatchUpPolicy.of(services.settings)
+    def __init__(self, engine: AsyncEngine, clock: Clock, settings: Settings) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.policy = CatchUpPolicy.of(settings)
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.started_at = services.clock.now()
+        self.started_at = clock.now()
         self.segment_start: datetime | None = None
         self.last_beat: datetime | None = None
         self.pending = 0  # executions ingested since the last written beat
@@ -106,7 +108,7 @@ class Heartbeat:
         self.pending += 1
 
     async def beat(self) -> None:
-        now = self.services.clock.now()
+        now = self.clock.now()
         last = self.last_beat
         if last is None or not timedelta(0) <= now - last <= self.policy.tolerance:
             self.segment_start = now  # a new segment: the previous one was interrupted
@@ -117,7 +119,7 @@ class Heartbeat:
             "now": now,
             "ingested": ingested,
         }
-        async with transaction(self.services.engine) as conn:
+        async with transaction(self.engine) as conn:
             await conn.execute(BEAT, params)
             await conn.execute(PRUNE, {"before": now - RETENTION})
             gate = await load_gate(conn, now, self.policy)
@@ -135,7 +137,7 @@ class AvailabilityCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         hb = self._heartbeat
-        now = hb.services.clock.now()
+        now = hb.clock.now()
         since = hb.last_beat or hb.started_at
         yield GaugeMetricFamily(
             "watcher_ingest_heartbeat_age_seconds",
@@ -165,20 +167,24 @@ class AvailabilityCollector(Collector):
         )
 
 
-def setup(services: Services) -> None:
-    """Schedule the heartbeat on every replica and export its families (after metrics)."""
-    heartbeat = Heartbeat(services)
-    services.events.subscribe(ExecutionStarted, heartbeat.count)
-    services.events.subscribe(ExecutionEnded, heartbeat.count)
-    exposed = services.telemetry.exposed
-    exposed.register(AvailabilityCollector(heartbeat))
-    suppressed = Counter(
+def suppressed_counter(registry: CollectorRegistry) -> Counter:
+    return Counter(
         "watcher_checks_suppressed",
         "Findings the checks held back because their evidence lay in a window no replica "
         "was ingesting, by check and reason.",
         ["check", "reason"],
-        registry=exposed,
+        registry=registry,
     )
+
+
+def setup(services: Services) -> None:
+    """Schedule the heartbeat on every replica and export its families (after metrics)."""
+    heartbeat = Heartbeat(services.engine, services.clock, services.settings)
+    services.events.subscribe(ExecutionStarted, heartbeat.count)
+    services.events.subscribe(ExecutionEnded, heartbeat.count)
+    exposed = services.telemetry.exposed
+    exposed.register(AvailabilityCollector(heartbeat))
+    suppressed = suppressed_counter(exposed)
 
     def on_suppressed(event: FindingsSuppressed) -> None:
         suppressed.labels(event.check, event.reason).inc(event.count)
