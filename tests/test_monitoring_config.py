@@ -22,10 +22,14 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.learned_helpers import learned_expectations
+from watcher.availability.heartbeat import AvailabilityCollector, Heartbeat, suppressed_counter
+from watcher.availability.windows import Gate, Window
 from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
+from watcher.config import Settings
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
 from watcher.incidents.metrics import Exported, IncidentCollector, IncidentSeries
 from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
@@ -57,6 +61,7 @@ ALERTS = {
     "WatcherPipelineLateStart",
     "WatcherDown",
     "WatcherSchedulerStalled",
+    "WatcherNotIngesting",
     "WatcherNoLeader",
     "WatcherMetricsSnapshotStale",
     "WatcherHighErrorRate",
@@ -458,7 +463,7 @@ def test_provisioning_points_at_the_dashboards_and_both_datasources() -> None:
 def exported_names() -> set[str]:
     """Every sample name Watcher exports, from the real collectors with every field set."""
     now = datetime(2024, 1, 1, tzinfo=UTC)
-    registry, events = CollectorRegistry(), Events()
+    registry, events, clock = CollectorRegistry(), Events(), FrozenClock(now)
     metrics = Metrics(registry)
     scheduler = Scheduler(
         "postgresql://unused", lock_id=1, check_seconds=5, clock=FrozenClock(), events=events
@@ -496,6 +501,12 @@ def exported_names() -> set[str]:
         (("q", "p", "1", "attached"),),
     )
     registry.register(incidents)
+    heartbeat = Heartbeat(
+        create_async_engine("postgresql+asyncpg://unused@h/db"), clock, Settings()
+    )
+    heartbeat.gate = Gate([Window(now - timedelta(minutes=1), now)], now, timedelta(minutes=10))
+    registry.register(AvailabilityCollector(heartbeat))
+    suppressed_counter(registry).labels("freshness", "ingest_gap").inc()
     families = [*registry.collect(), *store.registry.collect()]
     return {s.name for family in families for s in family.samples}
 

@@ -27,6 +27,7 @@ from watcher import (
     pipeline_types,
     pipelines,
 )
+from watcher.availability import heartbeat
 from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
 from watcher.checks.learned import routes as learned
 from watcher.clock import Clock
@@ -71,6 +72,7 @@ FEATURES: tuple[ModuleType, ...] = (
     lineage_graph,
     learned,
     incidents,
+    heartbeat,  # after metrics: exports its families in the scraped registry
 )
 
 

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     learn_interval_seconds: float = Field(default=300.0, gt=0)
     learn_batch: int = Field(default=500, ge=1, le=100_000)
     learned_check_interval_seconds: float = Field(default=60.0, gt=0)
+    # Ingestion availability (watcher.availability): every replica records a heartbeat this
+    # often; evidence in a window no replica was ingesting is unknown to the checks until
+    # `ingest_catch_up_seconds` after the window ended (replayed runs arrive meanwhile).
+    ingest_heartbeat_interval_seconds: float = Field(default=5.0, gt=0, le=60)
+    ingest_catch_up_seconds: float = Field(default=600.0, ge=0, le=86_400)
 
     # Alerts and auth
     slack_webhook_url: SecretStr | None = None

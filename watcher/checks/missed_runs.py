@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
+from watcher.availability.heartbeat import CatchUpPolicy, load_gate
 from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
 from watcher.checks.learned.check import findings_of as learned_findings
 from watcher.checks.learned.judge import LoggedLearnedFinding
@@ -74,6 +75,7 @@ class MissedRunsReport(BaseModel):
     evaluated_at: datetime
     pipelines_checked: int
     new_findings: int
+    suppressed_findings: int = 0
     findings: list[MissedRunFinding]
     # Late starts of pipelines without a cron schedule, against their learned schedule.
     learned_findings: list[LoggedLearnedFinding] = []
@@ -211,20 +213,37 @@ FINDINGS = FindingLog(
 )
 
 
-async def check(conn: AsyncConnection, now: datetime) -> Report:
+def evidence(missed: Missed) -> tuple[datetime, datetime]:
+    """When a start would have counted for the run: from the earliest allowed to its due time.
+    Watcher blind in there (`watcher.availability`) → unknown, not missed, until caught up."""
+    due = missed.expected_at + timedelta(seconds=missed.grace_seconds)
+    return missed.expected_at - EARLY_START_TOLERANCE, due
+
+
+async def check(
+    conn: AsyncConnection, now: datetime, policy: CatchUpPolicy | None = None
+) -> Report:
     rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES)]
-    findings = await FINDINGS.write(conn, [m for r in rows if (m := judge(r, now))], now)
+    gate = await load_gate(conn, now, policy or CatchUpPolicy())
+    kept, held = gate.split([m for r in rows if (m := judge(r, now))], evidence)
+    findings = await FINDINGS.write(conn, kept, now)
     return {
         "status": "completed",
         "evaluated_at": now,
         "pipelines_checked": len(rows),
         "new_findings": new_count(findings),
+        "suppressed_findings": len(held),
         "findings": findings,
     }
 
 
 async def run(services: Services) -> Report:
-    return await run_check(services, "missed runs", check, checked="pipelines_checked")
+    policy = CatchUpPolicy.of(services.settings)
+
+    async def checked(conn: AsyncConnection, now: datetime) -> Report:
+        return await check(conn, now, policy)
+
+    return await run_check(services, "missed runs", checked, checked="pipelines_checked")
 
 
 @router.post("/missed_runs", scope="admin", response=MissedRunsReport)
