@@ -1,4 +1,6 @@
-"""`AsyncWatcherClient`: `WatcherClient`'s twin on `httpx.AsyncClient`; keep the two in step."""
+"""`AsyncWatcherClient`: one method per route of the HTTP API, asyncio, on `httpx.AsyncClient`."""
+
+# The source of _sync.py: scripts/unasync.py generates it (its --check runs in `make lint`).
 
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# Generated from _async.py by scripts/unasync.py: edit that file, then run the script.
 """`WatcherClient`: one method per route of the HTTP API, blocking, on `httpx.Client`."""
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ class WatcherClient:
     def create_pipeline_type(self, name: str, **fields: Unpack[PipelineTypeFields]) -> PipelineType:
         """Create-or-get by name (case-insensitive)."""
         return cast(
-            PipelineType, self.request("POST", "/pipeline_type", body={"name": name, **fields})
+            PipelineType,
+            self.request("POST", "/pipeline_type", body={"name": name, **fields}),
         )
 
     def list_pipeline_types(
@@ -313,7 +315,8 @@ class WatcherClient:
 
     def update_address_type(self, id_or_name: int | str, **fields: Any) -> AddressType:
         return cast(
-            AddressType, self.request("PATCH", "/address_type", body={**_key(id_or_name), **fields})
+            AddressType,
+            self.request("PATCH", "/address_type", body={**_key(id_or_name), **fields}),
         )
 
     def create_address(self, address: Address) -> StoredAddress:
@@ -332,7 +335,8 @@ class WatcherClient:
 
     def update_address(self, id_or_name: int | str, **fields: Any) -> StoredAddress:
         return cast(
-            StoredAddress, self.request("PATCH", "/address", body={**_key(id_or_name), **fields})
+            StoredAddress,
+            self.request("PATCH", "/address", body={**_key(id_or_name), **fields}),
         )
 
     def create_lineage(
