@@ -268,3 +268,20 @@ def test_watcher_client_flush_is_a_cron_command(live: LiveServer, tmp_path: Path
     assert up.returncode == 0 and "replayed 3, refused 0, left 0" in up.stdout
     [row] = executions(live)
     assert row["end_date"] > row["start_date"]
+
+
+def test_watcher_spool_flush_replays_the_directory(live: LiveServer, tmp_path: Path) -> None:
+    with down_client(tmp_path) as client, client.track("orders", "extraction"):
+        pass
+    watcher = [str(Path(sys.executable).with_name("watcher")), "spool"]
+    status = subprocess.run(
+        [*watcher, "status", "--spool-dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert status.returncode == 0 and "3 spooled call(s) in 1 file(s)" in status.stdout
+    done = subprocess.run(
+        [*watcher, "flush", "--spool-dir", str(tmp_path), "--url", live.url],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "replayed 3, refused 0, left 0" in done.stdout, done
+    assert len(executions(live)) == 1

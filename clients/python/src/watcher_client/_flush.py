@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(flushed: Flushed) -> int:
-    """Print a flush's outcome; exit status 0 when nothing is left, 1 otherwise, 2 if busy."""
+    """Print a flush's outcome; exit status 0 when nothing is left (or another flush holds
+    the directory: it will send everything), 1 when calls remain."""
     if flushed.busy:
         print("another flush is running on this spool directory; nothing done")
-        return 2
+        return 0
     print(f"replayed {flushed.sent}, refused {flushed.refused}, left {flushed.remaining}")
     for error in flushed.errors[-5:]:
         print(f"  {error}", file=sys.stderr)
