@@ -29,6 +29,7 @@ from watcher_client._errors import (
     WatcherError,
     WatcherUnavailable,
 )
+from watcher_client._flush import flush as flush_spool
 from watcher_client._http import RetryPolicy
 from watcher_client._models import Address, Watermark
 from watcher_client._sync import WatcherClient
@@ -59,4 +60,5 @@ __all__ = [
     "WatcherError",
     "WatcherUnavailable",
     "Watermark",
+    "flush_spool",
 ]

@@ -140,7 +140,7 @@ class Background:
 
 
 def flush(
-    directory: Path | None = None,
+    directory: str | os.PathLike[str] | None = None,
     *,
     base_url: str | None = None,
     token: str | None = None,
@@ -149,7 +149,7 @@ def flush(
     """Replay the spool directory once (what `watcher-client flush` runs)."""
     env = os.environ if env is None else env
     settings = _http.Settings.resolve(base_url, token, None, env)
-    spool = Spool(directory or default_directory(env, settings.base_url))
+    spool = Spool(Path(directory) if directory else default_directory(env, settings.base_url))
     with blocking_http(settings) as http:
         return spool.flush(http_sender(http))
 
