@@ -515,12 +515,13 @@ def test_a_scrape_runs_no_database_statement(live: LiveServer, client: httpx.Cli
 
 def test_the_readme_says_which_jobs_run_on_every_replica(live: LiveServer, repo_root: Path) -> None:
     everywhere = [n for n, job in live.services.scheduler.jobs.items() if not job.leader_only]
-    assert everywhere == ["metrics_snapshot"]
+    assert everywhere == ["metrics_snapshot", "ingest_heartbeat"]
     readme = (repo_root / "docs" / "operations.md").read_text()
     section = readme.split("\n## Several replicas\n", 1)[1].split("\n## ", 1)[0]
     leader_only = section.split("run on exactly one", 1)[0]
     assert "snapshot" not in leader_only
     assert "The `metrics_snapshot` job is the exception: it runs on **every** replica" in section
+    assert "The `ingest_heartbeat` job runs on every replica too" in section
 
 
 def test_ended_executions_count_after_commit(live: LiveServer, client: httpx.Client) -> None:
