@@ -1,5 +1,5 @@
 """Watcher's own outage, with real processes: `watcher serve` on a real PostgreSQL is
-SIGKILLed for 20 seconds and restarted. Runs that happened meanwhile are replayed with their
+SIGKILLed for 20 seconds and restarted (and, separately, its PostgreSQL is stopped for 15). Runs that happened meanwhile are replayed with their
 own times (as the client's spool does); the checks, running every second, raise no
 missed-run, staleness or overdue finding caused by the gap, and the pipelines that truly
 stopped during it are reported once the catch-up (10 s here) is over."""
@@ -23,6 +23,7 @@ import pytest
 
 from tests.check_helpers import end, make_pipeline, run, start
 from tests.conftest import free_port
+from tests.test_faults import start_postgres, stop_postgres
 from watcher.db.embedded import EmbeddedPostgres, start_embedded
 
 CATCH_UP = 10.0
@@ -46,6 +47,9 @@ def db(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     server = start_embedded(tmp_path / "outage-pg")
     yield server
     server.stop()
+    # pgserver only stops the postmaster it started; a test may have restarted it.
+    if (server.data_dir / "postmaster.pid").exists():
+        stop_postgres(server)
 
 
 class Serve:
@@ -209,3 +213,50 @@ def test_no_finding_from_watchers_own_outage_and_stopped_pipelines_are_reported(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_a_database_outage_is_a_blind_window_too(db: EmbeddedPostgres, tmp_path: Path) -> None:
+    log = tmp_path / "watcher.log"
+    serve = Serve(db, free_port(), log)
+    try:
+        serve.wait_ready()
+        http = httpx.Client(base_url=serve.url, timeout=10)
+        fresh: dict[str, Any] = {"freshness_number": 1, "freshness_datepart": "minute"}
+        ids = {name: make_pipeline(http, name, **fresh) for name in ("replayed", "stopped")}
+        outage = datetime.now(UTC) + 2 * SECOND
+        for pid in ids.values():  # stale 10 s into the outage
+            run(http, pid, outage - 52 * SECOND, outage - 50 * SECOND, inserts=1)
+        sleep_until(outage)
+        stop_postgres(db)
+        time.sleep(12)
+        # The process lives and is scraped (from memory): it says how long it has not beaten.
+        assert serve.metric("watcher_ingest_heartbeat_age_seconds") >= 10
+        sleep_until(outage + 15 * SECOND)
+        start_postgres(db)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = sql(db, "SELECT replica, segment_start, beat_at FROM ingest_heartbeat")
+            if len(rows) >= 2:
+                break
+            time.sleep(0.2)
+        # One process, two segments: the hole between them is the outage.
+        assert len({r["replica"] for r in rows}) == 1 and len(rows) == 2, rows
+        rows.sort(key=lambda r: r["segment_start"])
+        assert (rows[1]["segment_start"] - rows[0]["beat_at"]).total_seconds() >= 14
+        time.sleep(2)  # the checks ran since the database came back
+        assert names(findings(db))["stale"] == [], log.read_text()
+        run(http, ids["replayed"], outage + 3 * SECOND, outage + 5 * SECOND, inserts=1)
+        http.close()
+        caught_up = rows[1]["segment_start"] + timedelta(seconds=CATCH_UP)
+        deadline = time.monotonic() + CATCH_UP + 30
+        while not names(findings(db))["stale"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        stale = findings(db)["stale"]
+        assert [r["name"] for r in stale] == ["stopped"], log.read_text()
+        assert stale[0]["created_at"] >= caught_up
+        assert (
+            serve.metric("watcher_checks_suppressed_total", check="freshness", reason="ingest_gap")
+            > 0
+        )
+    finally:
+        serve.stop()
