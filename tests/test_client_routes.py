@@ -78,6 +78,12 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/pipeline/{id}/expectations/retrain"): ("retrain_expectations", (7,), {}),
     ("POST", "/expectations/learn"): ("learn_expectations", (), {}),
     ("POST", "/expectations/check"): ("check_expectations", (), {}),
+    ("GET", "/pipeline/{id}/upstream"): ("get_upstream", (7,), {}),
+    ("GET", "/pipeline/{id}/downstream"): ("get_downstream", (7,), {"depth": 2}),
+    ("GET", "/incidents"): ("list_incidents", (), {}),
+    ("GET", "/incidents/{id}"): ("get_incident", (7,), {}),
+    ("POST", "/incidents/{id}/acknowledge"): ("acknowledge_incident", (7,), {"by": "ops"}),
+    ("POST", "/incidents/evaluate"): ("evaluate_incidents", (), {}),
     ("POST", "/api/v1/lineage"): ("send_lineage_event", (EVENT,), {}),
     ("POST", "/api/v1/lineage/batch"): ("send_lineage_batch", ([EVENT],), {}),
 }

@@ -541,6 +541,36 @@ class AsyncWatcherClient:
         body = {"lookback_minutes": lookback_minutes}
         return cast(JSON, await self.request("POST", "/expectations/check", body=body))
 
+    async def get_upstream(self, pipeline_id: int, depth: int | None = None) -> JSON:
+        """Pipelines upstream of this one (lineage and nesting), each with its depth."""
+        params = _http.compact(depth=depth)
+        path = f"/pipeline/{pipeline_id}/upstream"
+        return cast(JSON, await self.request("GET", path, params=params))
+
+    async def get_downstream(self, pipeline_id: int, depth: int | None = None) -> JSON:
+        """Pipelines downstream of this one (lineage and nesting), each with its depth."""
+        params = _http.compact(depth=depth)
+        path = f"/pipeline/{pipeline_id}/downstream"
+        return cast(JSON, await self.request("GET", path, params=params))
+
+    async def list_incidents(self, recent_hours: int = 24, limit: int = 100) -> JSON:
+        """Open incidents and those resolved in the last recent_hours, newest first."""
+        params = {"recent_hours": recent_hours, "limit": limit}
+        return cast(JSON, await self.request("GET", "/incidents", params=params))
+
+    async def get_incident(self, incident_id: int) -> JSON:
+        """One incident: its root, problem, start and impacted pipelines and addresses."""
+        return cast(JSON, await self.request("GET", f"/incidents/{incident_id}"))
+
+    async def acknowledge_incident(self, incident_id: int, by: str | None = None) -> JSON:
+        """Record who acknowledged the incident (default: the token's name); 409 if it was."""
+        path = f"/incidents/{incident_id}/acknowledge"
+        return cast(JSON, await self.request("POST", path, body=_http.compact(by=by)))
+
+    async def evaluate_incidents(self) -> JSON:
+        """Run the incident engine now (open, attach, resolve, promote)."""
+        return cast(JSON, await self.request("POST", "/incidents/evaluate"))
+
     async def cleanup_logs(
         self, retention_days: int, batch_size: int | None = None, *, dry_run: bool = False
     ) -> Cleanup:
