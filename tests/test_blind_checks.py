@@ -229,3 +229,21 @@ def test_the_availability_families_are_exported_under_their_names(live: LiveServ
     assert registry.get_sample_value("watcher_ingest_catch_up_seconds") == 600
     names = {m.name for m in registry.collect()}
     assert "watcher_checks_suppressed" in names  # samples: watcher_checks_suppressed_total
+
+
+def test_a_learned_late_start_inside_a_blind_window_waits_for_the_catch_up(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    from tests.test_learned import check as learned_check
+    from tests.test_learned import daily, to_0300
+
+    pid = daily(client, live)
+    late_at = to_0300(live)  # 02:30 run 30 min late — but Watcher was blind 02:20–02:55
+    blind(live, late_at - 40 * MINUTE, late_at - 5 * MINUTE)
+    held = learned_check(client)
+    assert held["findings"] == [] and held["suppressed_findings"] == 1
+    assert live.sql("SELECT count(*) AS n FROM learned_finding_log")[0]["n"] == 0
+    live.clock.advance(CATCH_UP)  # caught up: nothing was replayed, so it truly is late
+    beat_now(live, late_at - 5 * MINUTE)
+    [late] = learned_check(client)["findings"]
+    assert late["pipeline_id"] == pid and late["kind"] == "late_start" and late["newly_logged"]

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watcher.availability.heartbeat import CatchUpPolicy, load_gate
 from watcher.checks.findings import Report, as_dict
 from watcher.checks.learned.judge import LearnedFinding, judge
 from watcher.checks.rules import rule_columns_sql
@@ -98,6 +99,22 @@ WHERE e.id = f.id
 """)
 
 
+# A late start rests on no start having been reported since before the slot: the start could
+# have come early (within the learned tolerance), so the evidence reaches back an hour.
+LATE_START_LOOKBEHIND = timedelta(hours=1)
+
+
+def evidence(finding: LearnedFinding, now: datetime) -> tuple[datetime, datetime] | None:
+    """The interval a learned finding rests on the *absence* of reports in: a start (late),
+    an end (overdue) or a target change (stale) Watcher would have been told of. Blind in
+    there (`watcher.availability`) → unknown until caught up. Anomalies rest on a stored run."""
+    if finding.kind == "late_start":
+        return finding.subject - LATE_START_LOOKBEHIND, now
+    if finding.kind in ("overdue", "stale"):
+        return finding.subject, now
+    return None
+
+
 async def _by_pipeline(
     conn: AsyncConnection, statement: Any, params: dict[str, Any]
 ) -> dict[int, list[dict[str, Any]]]:
@@ -140,9 +157,11 @@ async def check(
     kinds: frozenset[str] | None = None,
     pipeline_id: int | None = None,
     execution_id: int | None = None,
+    policy: CatchUpPolicy | None = None,
 ) -> Report:
     """The learned check at `now`; `kinds`, `pipeline_id` narrow it (the configured checks'
-    routes report their own kind), `execution_id` judges that one finished run."""
+    routes report their own kind), `execution_id` judges that one finished run. Findings whose
+    evidence lies in a window Watcher was not ingesting are held back until caught up."""
     rows = [dict(r._mapping) for r in await conn.execute(PIPELINES, {"pipeline_id": pipeline_id})]
     ids = [int(r["id"]) for r in rows]
     since = now - timedelta(minutes=lookback_minutes)
@@ -169,13 +188,16 @@ async def check(
         )
     if kinds is not None:
         found = [f for f in found if f.kind in kinds]
-    findings = await log_findings(conn, found, now)
+    gate = await load_gate(conn, now, policy or CatchUpPolicy())
+    kept, held = gate.split(found, lambda f: evidence(f, now))
+    findings = await log_findings(conn, kept, now)
     return {
         "status": "completed",
         "evaluated_at": now,
         "lookback_minutes": lookback_minutes,
         "pipelines_checked": len(rows),
         "new_findings": sum(1 for f in findings if f["newly_logged"]),
+        "suppressed_findings": len(held),
         "findings": findings,
     }
 
@@ -198,6 +220,7 @@ async def findings_of(
             kinds=frozenset([kind]),
             pipeline_id=pipeline_id,
             execution_id=execution_id,
+            policy=CatchUpPolicy.of(services.settings),
         )
     findings: list[dict[str, Any]] = report["findings"]
     return findings

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
+from watcher.availability.heartbeat import CatchUpPolicy
 from watcher.checks.findings import run_check, schedule
 from watcher.checks.learned import check as learned_check
 from watcher.checks.learned.judge import LoggedLearnedFinding
@@ -103,6 +104,7 @@ class LearnedCheckReport(BaseModel):
     lookback_minutes: int
     pipelines_checked: int
     new_findings: int
+    suppressed_findings: int = 0
     findings: list[LoggedLearnedFinding]
 
 
@@ -247,8 +249,10 @@ async def learn(services: Services) -> dict[str, Any]:
 
 
 async def run(services: Services, lookback_minutes: int) -> dict[str, Any]:
+    policy = CatchUpPolicy.of(services.settings)
+
     async def checked(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
-        return await learned_check.check(conn, now, lookback_minutes)
+        return await learned_check.check(conn, now, lookback_minutes, policy=policy)
 
     return await run_check(services, "learned", checked, checked="pipelines_checked")
 
