@@ -8,7 +8,7 @@ resolution (OneUptime PR #3122, "incident dependencies"): every problem is still
 problem downstream of an open incident is recorded as that incident's impact instead of
 opening one of its own, and an incident resolves as soon as its root's problems clear.
 
-Rules (see /work/notes/issue15-design.md for the reasoning):
+Rules (docs/incidents.md has the user-facing account):
 
 - A problem is identified by (pipeline_id, kind); its `started_at` is the evidence time first
   seen and does not move while the problem stays active.
@@ -44,10 +44,8 @@ from watcher.incidents.model import (
     DEFAULT_GRACE,
     Attached,
     Change,
-    ChangeKind,
     Detached,
     DetachReason,
-    Impact,
     ImpactRecord,
     Incident,
     IncidentState,
@@ -55,33 +53,11 @@ from watcher.incidents.model import (
     Pending,
     Problem,
     ProblemKey,
-    ProblemKind,
     Promoted,
     Resolved,
 )
 
-__all__ = [
-    "DEFAULT_GRACE",
-    "Attached",
-    "Change",
-    "ChangeKind",
-    "DetachReason",
-    "Detached",
-    "Impact",
-    "ImpactRecord",
-    "Incident",
-    "IncidentState",
-    "Opened",
-    "Pending",
-    "Problem",
-    "ProblemKey",
-    "ProblemKind",
-    "Promoted",
-    "Resolved",
-    "acknowledge",
-    "normalize",
-    "step",
-]
+__all__ = ["acknowledge", "normalize", "step"]
 
 
 # -- the transition --------------------------------------------------------------------------
