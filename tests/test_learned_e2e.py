@@ -164,7 +164,16 @@ def test_a_pipeline_with_no_rules_alerts_late_anomalous_and_stale(
         assert "(learned)" in anomaly["text"]
 
         # 3. The target stops changing: three days on, longer than its usual longest gap.
+        # Watcher was up all along: a heartbeat segment spans the simulated days, or the
+        # clock jump would read as a blind window and hold the stale finding back.
+        before = watcher.clock.now()
         watcher.clock.advance(timedelta(days=3))
+        watcher.sql(
+            "INSERT INTO ingest_heartbeat (replica, segment_start, beat_at, ingested)"
+            " VALUES ('simulated-days', :s, :b, 0)",
+            s=before - timedelta(minutes=1),
+            b=watcher.clock.now() + timedelta(hours=1),
+        )
         stale = wait_for(slack, f"WatcherPipelineNotFresh — {NAME}")
         assert "it usually changes at least every" in stale["text"]
         assert "• *Rule source:* learned from run history" in stale["text"]
