@@ -39,7 +39,14 @@ from watcher.db.engine import (
     sqlstate,
     unavailable,
 )
-from watcher.errors import Conflict, InvalidInput, Unauthorized, Unavailable, WatcherError
+from watcher.errors import (
+    Busy,
+    Conflict,
+    InvalidInput,
+    Unauthorized,
+    Unavailable,
+    WatcherError,
+)
 from watcher.events import Events
 from watcher.incidents import routes as incidents
 from watcher.logs import RequestLogMiddleware
@@ -120,7 +127,8 @@ class ErrorMiddleware:
         if isinstance(error, WatcherError):
             return error_response(error, self.retry_after)
         if (busy := unavailable(error)) is not None:
-            log.warning("database unavailable: %s (%s)", type(error).__name__, sqlstate(error))
+            what = "busy" if isinstance(busy, Busy) else "unavailable"
+            log.warning("database %s: %s (%s)", what, type(error).__name__, sqlstate(error))
             return error_response(busy, self.retry_after)
         if is_data_error(error):
             log.warning("database refused a value (sqlstate %s)", sqlstate(error))

@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     # busy replica kept forking PostgreSQL backends and re-preparing statements.
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    # How long a request queues for a pooled connection before it is refused with 503
+    # "busy" + Retry-After. Long enough for a top-of-the-hour burst to drain through the
+    # pool (the queue is FIFO): a refused start is a run the client may not retry.
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 

@@ -39,7 +39,7 @@ _STANDARD_ERRORS = {
     "401": "missing or invalid token",
     "403": "token lacks the scope",
     "413": "request body too large",
-    "503": "database unavailable (Retry-After)",
+    "503": "database unavailable or busy (Retry-After)",
 }
 
 
