@@ -1,8 +1,9 @@
-"""Generate the blocking client from the asyncio one: `_async.py` → `_sync.py`.
+"""Generate the blocking client from the asyncio one: `_async/*.py` → `_sync/*.py`.
 
 The sync client is not kept by hand (httpcore's scripts/unasync.py is the model): this
-script rewrites the async source token by token, then lets ruff sort the imports and
-format the result. `--check` exits 1 when `_sync.py` is not what the source generates.
+script rewrites every module of the async package token by token into its twin of the same
+name, then lets ruff sort the imports and format the result. `--check` exits 1 when any
+twin is not what its source generates, is missing, or has no source any more.
 
     python scripts/unasync.py          # regenerate
     python scripts/unasync.py --check  # in `make lint` / `make test`
@@ -17,12 +18,13 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clients/python/src/watcher_client"
-SOURCE = PACKAGE / "_async.py"
-TARGET = PACKAGE / "_sync.py"
+SOURCE = PACKAGE / "_async"
+TARGET = PACKAGE / "_sync"
 
 # Whole-token substitutions, applied in order (regex, replacement).
 SUBS: list[tuple[str, str]] = [
-    (r"\n# The source of _sync.py: [^\n]*\n", "\n"),
+    (r"\n# The source of _sync/: [^\n]*\n", "\n"),
+    (r"\bwatcher_client\._async\b", "watcher_client._sync"),
     (r"\basync def __aenter__\b", "def __enter__"),
     (r"\basync def __aexit__\b", "def __exit__"),
     (r"\basync def\b", "def"),
@@ -45,46 +47,67 @@ SUBS: list[tuple[str, str]] = [
     (r"\basyncio\b", "blocking"),
 ]
 
-HEADER = "# Generated from _async.py by scripts/unasync.py: edit that file, then run the script.\n"
+HEADER = (
+    "# Generated from _async/{name} by scripts/unasync.py: edit that file, then run the script.\n"
+)
 
 
-def unasync(text: str) -> str:
+def unasync(text: str, name: str = "__init__.py") -> str:
     for pattern, replacement in SUBS:
         text = re.sub(pattern, replacement, text)
-    return HEADER + text
+    return HEADER.format(name=name) + text
 
 
-def _ruff(args: list[str], text: str) -> str:
+def _ruff(args: list[str], text: str, target: Path) -> str:
     ruff = Path(sys.executable).with_name("ruff")
-    command = [str(ruff) if ruff.exists() else "ruff", *args, "--stdin-filename", str(TARGET)]
+    command = [str(ruff) if ruff.exists() else "ruff", *args, "--stdin-filename", str(target)]
     done = subprocess.run(command, input=text, capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1) or not done.stdout:
         raise SystemExit(f"unasync: {' '.join(command)} failed:\n{done.stderr}")
     return done.stdout
 
 
-def generate(source: str) -> str:
-    text = unasync(source)
-    text = _ruff(["check", "--select", "I,F401", "--fix-only", "--exit-zero", "-"], text)
-    return _ruff(["format", "-"], text)
+def generate(source: str, name: str = "__init__.py") -> str:
+    """The twin of `_async/<name>`, formatted as if it sat in `_sync/` whatever the target."""
+    text = unasync(source, name)
+    fix = ["check", "--select", "I,F401", "--fix-only", "--exit-zero", "-"]
+    text = _ruff(fix, text, TARGET / name)
+    return _ruff(["format", "-"], text, TARGET / name)
+
+
+def twins(source: Path, target: Path) -> dict[Path, str]:
+    """Every module the source package generates: target path → expected text."""
+    return {
+        target / module.name: generate(module.read_text(), module.name)
+        for module in sorted(source.glob("*.py"))
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if _sync.py is stale")
-    parser.add_argument("--source", type=Path, default=SOURCE)
-    parser.add_argument("--target", type=Path, default=TARGET)
+    parser.add_argument("--check", action="store_true", help="fail if any _sync/ module is stale")
+    parser.add_argument("--source", type=Path, default=SOURCE, help="the async package folder")
+    parser.add_argument("--target", type=Path, default=TARGET, help="the sync package folder")
     args = parser.parse_args(argv)
-    expected = generate(args.source.read_text())
-    current = args.target.read_text() if args.target.exists() else ""
+    if not args.check:
+        args.target.mkdir(exist_ok=True)
+    expected = twins(args.source, args.target)
+    orphans = sorted(set(args.target.glob("*.py")) - set(expected))
+    stale = [
+        path for path, text in expected.items() if not path.exists() or path.read_text() != text
+    ]
     if args.check:
-        if current != expected:
-            print(f"{args.target} is stale: run python scripts/unasync.py", file=sys.stderr)
-            return 1
-        return 0
-    if current != expected:
-        args.target.write_text(expected)
-        print(f"wrote {args.target}")
+        for path in stale:
+            print(f"{path} is stale or missing: run python scripts/unasync.py", file=sys.stderr)
+        for path in orphans:
+            print(f"{path} is stale: it has no source in {args.source}", file=sys.stderr)
+        return 1 if stale or orphans else 0
+    for path in stale:
+        path.write_text(expected[path])
+        print(f"wrote {path}")
+    for path in orphans:
+        path.unlink()
+        print(f"removed {path}")
     return 0
 
 
