@@ -298,8 +298,8 @@ class Bench:
         """The leader's metrics snapshot refresh (every 5 s by default), in this process."""
         from watcher.app import create_app
         from watcher.config import Settings
-        from watcher.metrics.collectors import SnapshotStore
         from watcher.metrics.routes import refresh_snapshot
+        from watcher.metrics.store import SnapshotStore
 
         async def go() -> list[float]:
             settings = Settings(scheduler_enabled=False, auth_enabled=False, log_level="warning")

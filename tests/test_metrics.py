@@ -21,7 +21,8 @@ from tests.factories import end, make_pipeline, start
 from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
-from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
+from watcher.metrics.collectors import SchedulerCollector, SnapshotCollector
+from watcher.metrics.counters import Metrics
 from watcher.metrics.routes import refresh_snapshot
 from watcher.metrics.snapshot import (
     AnomalyState,
@@ -31,6 +32,7 @@ from watcher.metrics.snapshot import (
     build_state,
     parse_watermark,
 )
+from watcher.metrics.store import SnapshotStore
 from watcher.scheduler import Scheduler
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -411,7 +413,7 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 def test_execution_counters_encode_byte_for_byte_as_prometheus_client(openmetrics: bool) -> None:
     from prometheus_client.openmetrics.exposition import generate_latest as generate_om
 
-    from watcher.metrics.collectors import PipelineCounters
+    from watcher.metrics.counters import PipelineCounters
 
     counters = PipelineCounters()
     counters.inc(counters.started, ('we"ird\\name\nx', "typé ✓"))

@@ -32,9 +32,11 @@ from watcher.clock import FrozenClock
 from watcher.config import Settings
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
 from watcher.incidents.metrics import Exported, IncidentCollector, IncidentSeries
-from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
+from watcher.metrics.collectors import SchedulerCollector, SnapshotCollector
+from watcher.metrics.counters import Metrics
 from watcher.metrics.learned import LearnedState
 from watcher.metrics.snapshot import AnomalyState, LastExecution, PipelineState, Snapshot
+from watcher.metrics.store import SnapshotStore
 from watcher.scheduler import Scheduler
 
 ROOT = Path(__file__).resolve().parent.parent

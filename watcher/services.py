@@ -20,7 +20,7 @@ from watcher.events import Events
 
 if TYPE_CHECKING:
     from watcher.checks.anomalies.detector import Detector
-    from watcher.metrics.collectors import Telemetry
+    from watcher.metrics.store import Telemetry
     from watcher.routing import Scope
     from watcher.scheduler import Scheduler
 

@@ -12,16 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from watcher.db.driver import raw_autocommit
-from watcher.metrics.collectors import (
-    Metrics,
-    SchedulerCollector,
-    SnapshotCollector,
-    SnapshotStore,
-    Telemetry,
-    _Union,
-    pool_stats,
-)
+from watcher.metrics.collectors import SchedulerCollector, SnapshotCollector, _Union, pool_stats
+from watcher.metrics.counters import Metrics
 from watcher.metrics.snapshot import load_snapshot
+from watcher.metrics.store import SnapshotStore, Telemetry
 from watcher.routing import Router
 from watcher.services import Services, services_of
 
