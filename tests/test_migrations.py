@@ -1,4 +1,4 @@
-"""Every migration goes up, down and up again, and the migrations match watcher/db/schema.py."""
+"""Every migration goes up, down and up again, and the migrations match watcher/db/schema/."""
 
 from __future__ import annotations
 
