@@ -83,7 +83,7 @@ async def run_check(
 
 
 def schedule(
-    services: Services, name: str, job: Callable[[], Awaitable[object]], seconds: int
+    services: Services, name: str, job: Callable[[], Awaitable[object]], seconds: float
 ) -> None:
     """Run `job` every `seconds` on the leader (the scheduler only runs jobs while leading)."""
 
