@@ -4,15 +4,21 @@ Alembic compares its migrations against this module (`alembic check` runs in the
 a change here without a migration fails the suite.
 
 Invariants kept by the database itself rather than by the code:
-- names of pipelines, pipeline types, addresses and address types are stored lowercased and
+- names of pipelines, pipeline types and address types are stored lowercased and
   trimmed, and are unique (the API normalises them before they get here);
-- counts are >= 0, an execution ends after it starts and is never its own parent;
+- address names are trimmed (and keep their case: OpenLineage datasets of case-sensitive
+  namespaces; the original HTTP API lowercases the names it is sent);
+- counts are >= 0, an execution ends no earlier than it starts (zero-length runs exist)
+  and is never its own parent;
 - every execution has its depth-0 row in `pipeline_execution_closure`;
 - lineage edges are unique per (pipeline, source, target), and `address_lineage_closure`
   holds the shortest distance between every pair of addresses connected by a path.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -62,26 +68,27 @@ def _id() -> Column[int]:
     return Column("id", BigInteger, Identity(always=False), primary_key=True)
 
 
-def _created_at() -> Column:
+def _created_at() -> Column[datetime]:
     return Column(
         "created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
 
 
-def _updated_at() -> Column:
+def _updated_at() -> Column[datetime]:
     return Column(
         "updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
 
 
-def _name_checks(table: str, column: str = "name") -> list[CheckConstraint]:
+def _name_checks(table: str, column: str = "name", *, folded: bool = True) -> list[CheckConstraint]:
+    normal = f"lower(btrim({column}))" if folded else f"btrim({column})"
     return [
-        CheckConstraint(f"{column} = lower(btrim({column}))", name=f"{column}_normalised"),
+        CheckConstraint(f"{column} = {normal}", name=f"{column}_normalised"),
         CheckConstraint(f"length({column}) between 1 and 150", name=f"{column}_length"),
     ]
 
 
-def _rule_columns() -> list[Column | CheckConstraint]:
+def _rule_columns() -> list[Column[Any] | CheckConstraint]:
     """Freshness/timeliness rules, mutes and the cron schedule: on a type and on a pipeline."""
     return [
         Column("freshness_number", Integer),
@@ -190,7 +197,7 @@ pipeline_execution = Table(
     Column("anomaly_checked_at", DateTime(timezone=True)),
     _created_at(),
     *(CheckConstraint(f"{name} is null or {name} >= 0", name=f"{name}_nonneg") for name in _COUNTS),
-    CheckConstraint("end_date is null or end_date > start_date", name="end_after_start"),
+    CheckConstraint("end_date is null or end_date >= start_date", name="end_after_start"),
     CheckConstraint("parent_id is null or parent_id <> id", name="parent_not_self"),
     CheckConstraint("hour_recorded between 0 and 23", name="hour_valid"),
     CheckConstraint(
@@ -418,7 +425,7 @@ address = Table(
     Column("address_metadata", JSONB),
     _created_at(),
     _updated_at(),
-    *_name_checks("address"),
+    *_name_checks("address", folded=False),
 )
 
 address_lineage = Table(
