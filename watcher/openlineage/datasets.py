@@ -100,6 +100,11 @@ async def ensure_address(ctx: Ingest, spec: addresses.AddressSpec) -> int:
     return (await addresses.ensure(ctx.conn, [spec]))[spec.name]
 
 
+EDGES = text("""
+SELECT s.name AS source, t.name AS target FROM address_lineage l
+JOIN address s ON s.id = l.source_address_id JOIN address t ON t.id = l.target_address_id
+WHERE l.pipeline_id = :p
+""")
 LATEST_RUN = text("""
 SELECT id FROM pipeline_execution WHERE pipeline_id = :p
 ORDER BY start_date DESC, id DESC LIMIT 1
@@ -120,9 +125,13 @@ async def follow_lineage(
         latest = (await ctx.conn.execute(LATEST_RUN, {"p": pipeline_id})).scalar()
         if latest != execution_id:
             return
+    sources = [address_spec(d) for d in inputs]
+    targets = [address_spec(d) for d in outputs]
+    wanted = {(s.name, t.name) for s in sources for t in targets}
+    current = await ctx.conn.execute(EDGES, {"p": pipeline_id})
+    if wanted == {(r.source, r.target) for r in current}:
+        return  # the usual case: the same edges as the last run, no closure rebuild
     body = lineage.LineageBody(
-        pipeline_id=pipeline_id,
-        source_addresses=[address_spec(d) for d in inputs],
-        target_addresses=[address_spec(d) for d in outputs],
+        pipeline_id=pipeline_id, source_addresses=sources, target_addresses=targets
     )
     await lineage.replace_edges(ctx.conn, body, respect_load_lineage=False)
