@@ -22,13 +22,18 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/unasync.py --check
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/unasync.py --check
+	$(BIN)/mypy
 
 format: install
+	$(BIN)/python scripts/unasync.py
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -285,7 +286,7 @@ class Bench:
                 results[name] = {
                     "status": status,
                     "first_ms": round(times[0] * 1000, 1),
-                    "median_ms": round(median(list(times)) * 1000, 1),  # type: ignore[operator]
+                    "median_ms": round(statistics.median(times) * 1000, 1),
                     "repeats": len(times),
                 }
                 log(f"check {name}: {results[name]}")
@@ -303,7 +304,7 @@ class Bench:
         async def go() -> list[float]:
             settings = Settings(scheduler_enabled=False, auth_enabled=False, log_level="warning")
             services = create_app(settings, database_url=self.url).state.services
-            times = []
+            times: list[float] = []
             try:
                 for _ in range(self.args.check_repeats):
                     started = time.perf_counter()
@@ -316,7 +317,7 @@ class Bench:
         times = asyncio.run(go())
         result = {
             "first_ms": round(times[0] * 1000, 1),
-            "median_ms": round(median(times) * 1000, 1),
+            "median_ms": round(statistics.median(times) * 1000, 1),
             "repeats": len(times),
         }
         log(f"metrics snapshot refresh: {result}")

@@ -66,8 +66,10 @@ class Dashboard:
 
 def _target(index: int, query: str, legend: str, panel: Panel) -> dict[str, Any]:
     ref = chr(ord("A") + index)
+    if panel.kind == "nodeGraph":
+        ref = legend  # the node graph takes the frames named (refId) "nodes" and "edges"
     if panel.sql:
-        fmt = "table" if panel.kind == "table" else "time_series"
+        fmt = "table" if panel.kind in ("table", "nodeGraph") else "time_series"
         return {
             "refId": ref,
             "datasource": POSTGRES,
@@ -109,6 +111,8 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         }
     elif panel.kind == "stat":
         body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"}
+    elif panel.kind == "nodeGraph":
+        body["options"] = {"nodes": {}, "edges": {}}
     elif panel.kind == "table":
         body["options"] = {"showHeader": True}
         body["transformations"] = [{"id": "merge", "options": {}}] if not panel.sql else []
@@ -588,6 +592,37 @@ def anomalies() -> Dashboard:
                 unit="percentunit",
             ),
             Panel(
+                "Rows: latest run vs learned band",
+                [
+                    (
+                        one(f'watcher_pipeline_last_execution_rows{{{PIPE}, operation="total"}}'),
+                        "{{pipeline}} total rows",
+                    ),
+                    (
+                        one(
+                            f'watcher_pipeline_expected_rows{{{PIPE}, operation="total",'
+                            ' bound="lower"}',
+                            agg="max",
+                        ),
+                        "{{pipeline}} expected (lower)",
+                    ),
+                    (
+                        one(
+                            f'watcher_pipeline_expected_rows{{{PIPE}, operation="total",'
+                            ' bound="upper"}',
+                            agg="min",
+                        ),
+                        "{{pipeline}} expected (upper)",
+                    ),
+                ],
+                width=24,
+                description=(
+                    "Expected vs actual: the latest ended run's total rows between the band"
+                    " learned for its hour and weekday (pipelines without an anomaly rule on"
+                    " total_rows; see docs/checks.md, learned expectations)."
+                ),
+            ),
+            Panel(
                 "Anomalies detected per hour",
                 [
                     (
@@ -874,7 +909,231 @@ def daily_report() -> Dashboard:
     )
 
 
-DASHBOARDS = (overview, freshness_timeliness, anomalies, health, daily_report)
+# The graph around the chosen address, as GET /lineage-graph/ answers it (watcher/
+# lineage_graph.py): its reach is the address with everything downstream and upstream of it
+# (the closure), the edges are the direct edges touching the reach (one per pipeline), the
+# nodes their endpoints. Node graph frames: nodes need `id` (+ title, subtitle, mainstat),
+# edges `id`, `source`, `target`; ids are text so both frames match.
+LINEAGE_REACH = """WITH reach AS (
+    SELECT CAST($address AS bigint) AS id
+    UNION SELECT target_address_id FROM address_lineage_closure WHERE source_address_id = $address
+    UNION SELECT source_address_id FROM address_lineage_closure WHERE target_address_id = $address
+),
+edge AS (
+    SELECT l.source_address_id, l.target_address_id, l.pipeline_id FROM address_lineage l
+    WHERE l.source_address_id IN (SELECT id FROM reach)
+       OR l.target_address_id IN (SELECT id FROM reach)
+)"""
+
+LINEAGE_NODES_SQL = f"""{LINEAGE_REACH}
+SELECT a.id::text AS id, a.name AS title, t.name AS subtitle, t.group_name AS mainstat,
+       a.id = $address AS detail__selected
+FROM address a JOIN address_type t ON t.id = a.address_type_id
+WHERE a.id IN (SELECT source_address_id FROM edge UNION SELECT target_address_id FROM edge)
+ORDER BY a.id"""
+
+LINEAGE_EDGES_SQL = f"""{LINEAGE_REACH}
+SELECT concat_ws('-', e.source_address_id, e.target_address_id, e.pipeline_id) AS id,
+       e.source_address_id::text AS source, e.target_address_id::text AS target,
+       p.name AS mainstat, pt.name AS secondarystat, p.active AS detail__pipeline_active
+FROM edge e
+JOIN pipeline p ON p.id = e.pipeline_id
+JOIN pipeline_type pt ON pt.id = p.pipeline_type_id
+ORDER BY e.source_address_id, e.target_address_id, e.pipeline_id"""
+
+ADDRESS_VARIABLE_SQL = "SELECT name AS __text, id AS __value FROM address ORDER BY name"
+
+
+def lineage() -> Dashboard:
+    return Dashboard(
+        uid="watcher-lineage",
+        title="Watcher / Lineage",
+        description="The lineage graph around an address (PostgreSQL: address_lineage and "
+        "its closure): what feeds it, what it feeds, and the pipelines on each edge. The "
+        "same graph as GET /lineage-graph/?source_address_id=N.",
+        time_from="now-24h",
+        variables=[
+            {
+                "name": "address",
+                "label": "Address",
+                "type": "query",
+                "datasource": POSTGRES,
+                "query": ADDRESS_VARIABLE_SQL,
+                "definition": ADDRESS_VARIABLE_SQL,
+                "refresh": 1,
+                "includeAll": False,
+                "multi": False,
+                "sort": 0,
+            }
+        ],
+        panels=[
+            Panel(
+                "Lineage around $address",
+                [(LINEAGE_NODES_SQL, "nodes"), (LINEAGE_EDGES_SQL, "edges")],
+                kind="nodeGraph",
+                sql=True,
+                width=24,
+                height=20,
+                description="Nodes are addresses (title: name, subtitle: address type, "
+                "main stat: group); edges point from source to target and carry the "
+                "pipeline (main stat) and its type.",
+            ),
+        ],
+    )
+
+
+# --- incidents (issue 15) --------------------------------------------------------------------
+
+INCIDENTS_SQL = """SELECT n.id AS incident, p.name AS root_pipeline,
+  (SELECT string_agg(DISTINCT i.kind, ', ') FROM incident_impact i
+   WHERE i.incident_id = n.id AND i.depth = 0) AS problem,
+  n.started_at, n.resolved_at,
+  extract(epoch FROM COALESCE(n.resolved_at, now()) - n.started_at) AS duration_seconds,
+  (SELECT count(DISTINCT i.pipeline_id) FROM incident_impact i
+   WHERE i.incident_id = n.id AND i.depth > 0) AS impacted_pipelines,
+  n.acknowledged_by
+FROM incident n JOIN pipeline p ON p.id = n.root_pipeline_id
+WHERE n.resolved_at IS NULL OR n.opened_at BETWEEN $__timeFrom() AND $__timeTo()
+ORDER BY n.id DESC LIMIT 200"""
+# The pipeline graph (lineage: a target of one is a source of the other; nested runs) with
+# each pipeline's health: broken while it is the root of, or impacted by, an open incident.
+GRAPH_NODES_SQL = """SELECT p.id::text AS id, p.name AS title,
+  CASE WHEN b.pipeline_id IS NULL THEN 1 ELSE 0 END AS arc__healthy,
+  CASE WHEN b.pipeline_id IS NULL THEN 0 ELSE 1 END AS arc__broken
+FROM pipeline p LEFT JOIN (
+  SELECT DISTINCT pipeline_id FROM incident_impact WHERE detached_at IS NULL
+) b ON b.pipeline_id = p.id
+WHERE p.active ORDER BY p.id LIMIT 500"""
+GRAPH_EDGES_SQL = """SELECT DISTINCT a.pipeline_id || '-' || b.pipeline_id AS id,
+  a.pipeline_id::text AS source, b.pipeline_id::text AS target
+FROM address_lineage a JOIN address_lineage b ON b.source_address_id = a.target_address_id
+WHERE a.pipeline_id <> b.pipeline_id
+UNION
+SELECT parent_pipeline_id || '-' || child_pipeline_id, parent_pipeline_id::text,
+  child_pipeline_id::text
+FROM pipeline_nesting
+LIMIT 2000"""
+
+
+def _arc_color(field_name: str, color: str) -> dict[str, Any]:
+    return {
+        "matcher": {"id": "byName", "options": field_name},
+        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+    }
+
+
+def incidents() -> Dashboard:
+    open_ids = "max by (incident_id, root_pipeline) ({})"
+    return Dashboard(
+        uid="watcher-incidents",
+        title="Watcher / Incidents",
+        description="One incident per root cause: open incidents, their root, impact and "
+        "duration (Prometheus), recent incidents (PostgreSQL) and the pipeline graph "
+        "coloured by health. See docs/incidents.md.",
+        panels=[
+            Panel(
+                "Open incidents",
+                [("count(max by (incident_id) (watcher_incident_open)) or vector(0)", "")],
+                kind="stat",
+                width=6,
+                height=4,
+                instant=True,
+            ),
+            Panel(
+                "Impacted pipelines",
+                [
+                    (
+                        'count(max by (pipeline) (watcher_pipeline_impacted_by{state="attached"}))'
+                        " or vector(0)",
+                        "",
+                    )
+                ],
+                kind="stat",
+                width=6,
+                height=4,
+                instant=True,
+                description="Pipelines broken downstream of an open incident's root.",
+            ),
+            Panel(
+                "Waiting for promotion",
+                [
+                    (
+                        'count(max by (pipeline) (watcher_pipeline_impacted_by{state="pending"}))'
+                        " or vector(0)",
+                        "",
+                    )
+                ],
+                kind="stat",
+                width=6,
+                height=4,
+                instant=True,
+                description="Still broken after their root's incident resolved; promoted to "
+                "incidents of their own after the grace.",
+            ),
+            Panel(
+                "Oldest open incident",
+                [("time() - min(watcher_incident_started_timestamp_seconds)", "")],
+                kind="stat",
+                unit="s",
+                width=6,
+                height=4,
+                instant=True,
+            ),
+            Panel(
+                "Open incidents: root, impact, duration",
+                [
+                    (open_ids.format("watcher_incident_impacted_pipelines"), "pipelines"),
+                    (open_ids.format("watcher_incident_impacted_datasets"), "datasets"),
+                    (
+                        "time() - " + open_ids.format("watcher_incident_started_timestamp_seconds"),
+                        "duration",
+                    ),
+                ],
+                kind="table",
+                width=24,
+                instant=True,
+            ),
+            Panel(
+                "Impact over time",
+                [
+                    (
+                        open_ids.format("watcher_incident_impacted_pipelines"),
+                        "#{{incident_id}} {{root_pipeline}}",
+                    )
+                ],
+                width=24,
+            ),
+            Panel(
+                "Recent incidents",
+                [(INCIDENTS_SQL, "")],
+                kind="table",
+                sql=True,
+                width=24,
+                height=10,
+            ),
+            Panel(
+                "Pipeline graph by health",
+                [(GRAPH_NODES_SQL, ""), (GRAPH_EDGES_SQL, "")],
+                kind="nodeGraph",
+                sql=True,
+                width=24,
+                height=14,
+                description="Edges point downstream; red: root of or impacted by an open incident.",
+                overrides=[_arc_color("arc__healthy", "green"), _arc_color("arc__broken", "red")],
+            ),
+        ],
+    )
+
+
+DASHBOARDS = (
+    overview,
+    freshness_timeliness,
+    anomalies,
+    health,
+    daily_report,
+    lineage,
+    incidents,
+)
 
 
 def rendered() -> dict[str, str]:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
+import watcher_client._spool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -143,6 +144,16 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
         live: LiveServer = request.getfixturevalue("live")
         live.clock.reset()
         live.sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(autouse=True)
+def _own_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each test's clients spool into its own directory: a run one test could not report must
+    # never be replayed into the shared live server during another test.
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.delenv("WATCHER_SPOOL_DIR", raising=False)
+    monkeypatch.setattr(watcher_client._spool, "fallback_state_home", lambda: state)
 
 
 @pytest.fixture

@@ -419,8 +419,7 @@ def test_ends_beyond_the_queue_are_left_to_the_catch_up_and_logged_once(
     detector._deferred_logged_at = -math.inf
     before = detector.deferred
     records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = _Recorder(records)
     logging.getLogger("watcher.checks.anomalies").addHandler(handler)
     try:
         ids = [
@@ -674,3 +673,14 @@ def test_a_failing_batch_is_evaluated_one_by_one(
     lost = lose(live, pid, [35.0, 36.0], hour_offset=24)
     assert live.run(lambda: catch_up(live.services)) == 2
     assert all(len(results(live, eid)) == 1 for eid in lost)
+
+
+class _Recorder(logging.Handler):
+    """A logging handler that keeps the records it receives."""
+
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -184,7 +184,7 @@ def test_the_cutoff_is_midnight_utc_retention_days_ago() -> None:
     assert cutoff_for(at, 90) == datetime(2024, 3, 3, tzinfo=UTC)
 
 
-def _exported_counters(live: LiveServer) -> dict[str, float]:
+def _exported_counters(live: LiveServer) -> dict[str, float | None]:
     """The per-pipeline counters of pipeline "p", as a fresh metrics snapshot exports them."""
     from watcher.metrics.routes import refresh_snapshot
 

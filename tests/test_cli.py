@@ -102,7 +102,7 @@ def declare(client: httpx.Client, name: str, sources: list[str], targets: list[s
         "source_addresses": [address(n) for n in sources],
         "target_addresses": [address(n) for n in targets],
     }
-    assert client.post("/address_lineage", json=body).status_code == 200
+    assert client.post("/address_lineage", json=body).status_code == 201
 
 
 def test_lineage_prints_upstream_and_downstream_trees_of_direct_edges(

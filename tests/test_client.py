@@ -79,7 +79,8 @@ def test_track_records_a_run_and_the_next_run_starts_from_its_watermark(
 def test_lineage_is_posted_once_while_load_lineage_is_on(
     watcher: WatcherClient, live: LiveServer
 ) -> None:
-    for target in (TARGET, {**TARGET, "name": "dwh.sales.other"}):
+    other: Address = {**TARGET, "name": "dwh.sales.other"}
+    for target in (TARGET, other):
         with watcher.track("orders", "extract", sources=[SOURCE], targets=[target]):
             pass
     edges = live.sql(
@@ -96,7 +97,7 @@ def test_the_decorator_records_each_call_and_returns_the_result(
     watcher: WatcherClient, live: LiveServer
 ) -> None:
     @watcher.track("daily_load", "load")
-    def load(day: str, run: Any) -> str:
+    def load(day: str, run: Any = None) -> str:
         run.updates = 3
         return f"loaded {day}"
 
@@ -260,7 +261,7 @@ async def test_the_async_client_tracks_runs_and_children(live: LiveServer) -> No
                 child.inserts = 9
 
         @client.track("async_job", "extract")
-        async def job(run: Any) -> str:
+        async def job(run: Any = None) -> str:
             run.total_rows = 1
             return "ok"
 
@@ -340,7 +341,7 @@ def test_detect_anomalies_judges_the_latest_run_and_unflag_clears_its_flag(
     assert result["baseline_count"] == 6 and result["historical_mean"] == pytest.approx(35)
     assert watcher.get_execution(run["id"])["anomaly_flags"] == {"total_rows": True}
 
-    assert watcher.unflag_anomaly(run["id"], ["total_rows"], pipeline_id=pipeline) is None
+    watcher.unflag_anomaly(run["id"], ["total_rows"], pipeline_id=pipeline)
     assert watcher.get_execution(run["id"])["anomaly_flags"] == {}
     with pytest.raises(NotFound):
         watcher.unflag_anomaly(10**9, ["total_rows"])

@@ -180,7 +180,7 @@ async def test_the_async_track_fails_open_too(
     async with AsyncWatcherClient(URL, retry=RetryPolicy(retries=1), sleep=sleep) as client:
 
         @client.track("orders", "extract")
-        async def load(run: object) -> str:
+        async def load(run: object = None) -> str:
             return "loaded"
 
         assert await load() == "loaded"

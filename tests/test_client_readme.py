@@ -72,6 +72,7 @@ def test_the_client_page_examples_run_against_a_live_watcher(
         "nightly_orders": 1,
         "nightly_customers": 1,
         "events_to_lake": 1,
+        "late_orders": 1,  # spooled while "Watcher was down", then flushed
     }
     watermark = live.sql("SELECT watermark FROM pipeline WHERE name = 'orders_to_dwh'")
     assert watermark == [{"watermark": "2024-06-02"}]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -166,7 +167,10 @@ def test_lists_executions_with_filters(client: httpx.Client) -> None:
     running = start(client, pipeline["id"])
     done = start(client, pipeline["id"])
     end(client, done)
-    ids = lambda **q: [e["id"] for e in client.get("/pipeline_execution", params=q).json()]  # noqa: E731
+
+    def ids(**q: Any) -> list[int]:
+        return [e["id"] for e in client.get("/pipeline_execution", params=q).json()]
+
     assert ids(status="running") == [running]
     assert ids(status="succeeded", pipeline_id=pipeline["id"]) == [done]
     assert ids(status="failed") == []

@@ -23,7 +23,7 @@ def _daily(n: int = 35) -> np.ndarray:
 def test_two_sided() -> None:
     rng = np.random.default_rng(1)
     starts = _daily()
-    rows = 10_000 * rng.lognormal(0, 0.1, starts.shape[0])
+    rows: np.ndarray = 10_000 * rng.lognormal(0, 0.1, len(starts))
     m = learn_band("total_rows", starts, rows, float(starts[-1]), k=K, margin=MARGIN)
     assert m is not None
     band = m.band_at(float(starts[-1]) + DAY)
@@ -39,7 +39,7 @@ def test_two_sided() -> None:
 def test_duration_far_too_short_and_long() -> None:
     rng = np.random.default_rng(2)
     starts = _daily()
-    d = 1200 * rng.lognormal(0, 0.1, starts.shape[0])
+    d: np.ndarray = 1200 * rng.lognormal(0, 0.1, len(starts))
     m = learn_band("duration_seconds", starts, d, float(starts[-1]), k=K, margin=MARGIN)
     assert m is not None
     band = m.band_at(float(starts[-1]) + DAY)
@@ -109,11 +109,11 @@ def test_too_few_values() -> None:
 
 def test_vectorised_bounds_match_band_at() -> None:
     rng = np.random.default_rng(6)
-    starts = T0 + np.arange(24 * 21) * 3600.0
-    values = 500 * rng.lognormal(0, 0.2, starts.shape[0])
+    starts: np.ndarray = T0 + np.arange(24 * 21) * 3600.0
+    values: np.ndarray = 500 * rng.lognormal(0, 0.2, len(starts))
     m = learn_band("inserts", starts, values, float(starts[-1]), k=K, margin=MARGIN)
     assert m is not None
-    ts = starts[-50:] + 7 * DAY
+    ts: np.ndarray = starts[-50:] + 7 * DAY
     low, high = m.bounds_at(ts)
     for t, lo, hi in zip(ts.tolist(), low.tolist(), high.tolist(), strict=True):
         b = m.band_at(t)

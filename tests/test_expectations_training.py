@@ -43,7 +43,7 @@ def _hourly(days: int = 21, seed: int = 0, rows: float = 10_000.0) -> dict[str, 
 def _history(cols: dict[str, np.ndarray], **extra: np.ndarray) -> History:
     c = dict(cols)
     start = c.pop("start")
-    return History.of(start, **c, **extra)  # type: ignore[arg-type]
+    return History.of(start, **c, **extra)
 
 
 def _now(cols: dict[str, np.ndarray]) -> float:
@@ -104,7 +104,7 @@ def test_sensitivity_widens_and_narrows() -> None:
     now = _now(cols)
     widths = []
     for level in ("high", "medium", "low"):
-        e = learn(_history(cols), now, LearnSettings(sensitivity=level))  # type: ignore[arg-type]
+        e = learn(_history(cols), now, LearnSettings(sensitivity=level))
         b = e.band("total_rows", now)
         assert b is not None and e.cadence is not None
         widths.append((b.high - b.low, e.cadence.tolerance_seconds))
@@ -161,7 +161,7 @@ def test_schedule_change_relearns() -> None:
 
 
 def test_freshness_learn_and_stale() -> None:
-    changes = T0 + np.arange(20) * 3600.0
+    changes: np.ndarray = T0 + np.arange(20) * 3600.0
     f = learn_freshness(changes, factor=1.5)
     assert f is not None and f.max_gap_seconds == 2 * 3600  # 2 × the median gap
     assert stale(f, float(changes[-1]), float(changes[-1]) + 7000) is None

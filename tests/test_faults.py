@@ -8,6 +8,7 @@ and that nothing acknowledged with a 2xx is lost while the database comes and go
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import threading
@@ -15,11 +16,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from pgserver._commands import pg_ctl
+from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # built at import time
 from watcher_client import WatcherClient
 from watcher_client._http import RetryPolicy
 
@@ -263,7 +265,7 @@ def test_nothing_acknowledged_is_lost_when_postgres_restarts(fragile: Fragile) -
         for mark in FAULT_AT:
             with ledger.progress:
                 ledger.progress.wait_for(
-                    lambda m=mark: len(ledger.ended) >= m or not thread.is_alive(), timeout=60
+                    functools.partial(_reached, ledger, thread, mark), timeout=60
                 )
             assert thread.is_alive(), errors
             stop_postgres(fragile.db)
@@ -361,3 +363,7 @@ def test_a_statement_timeout_behind_a_row_lock_is_503_with_retry_after(
         assert http.post("/end_pipeline_execution", json=end).status_code == 204
         row = impatient.sql("SELECT inserts FROM pipeline_execution")[0]
         assert row["inserts"] == 5
+
+
+def _reached(ledger: Any, thread: threading.Thread, mark: int) -> bool:
+    return len(ledger.ended) >= mark or not thread.is_alive()

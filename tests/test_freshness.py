@@ -21,7 +21,8 @@ def now() -> datetime:
 def check(client: httpx.Client) -> dict[str, Any]:
     r = client.post("/freshness")
     assert r.status_code == 200, r.text
-    return r.json()
+    answer: dict[str, Any] = r.json()
+    return answer
 
 
 def by_pipeline(result: dict[str, Any]) -> dict[int, dict[str, Any]]:

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.incidents.attachment import (
+from watcher.incidents.attachment import acknowledge, step
+from watcher.incidents.graph import PipelineGraph
+from watcher.incidents.model import (
     DEFAULT_GRACE,
     Attached,
     Change,
@@ -20,10 +22,7 @@ from watcher.incidents.attachment import (
     ProblemKind,
     Promoted,
     Resolved,
-    acknowledge,
-    step,
 )
-from watcher.incidents.graph import PipelineGraph
 
 A, B, C, D, E, F = 1, 2, 3, 4, 5, 6
 FAILED, STALE, MISSED, OVERDUE = (

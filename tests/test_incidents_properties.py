@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.incidents.attachment import (
+from watcher.incidents.attachment import step
+from watcher.incidents.graph import PipelineGraph
+from watcher.incidents.model import (
     Attached,
     IncidentState,
     Opened,
@@ -18,9 +20,7 @@ from watcher.incidents.attachment import (
     ProblemKind,
     Promoted,
     Resolved,
-    step,
 )
-from watcher.incidents.graph import PipelineGraph
 
 T0 = datetime(2026, 12, 1, 2, tzinfo=UTC)
 PIPELINES = st.integers(1, 6)

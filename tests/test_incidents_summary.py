@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from watcher.incidents.attachment import IncidentState, Problem, ProblemKind, Resolved, step
+from watcher.incidents.attachment import step
 from watcher.incidents.graph import PipelineGraph
+from watcher.incidents.model import IncidentState, Problem, ProblemKind, Resolved
 from watcher.incidents.summary import format_duration, name_list, summarize, summarize_resolved
 
 A, B, C, D, E = 1, 2, 3, 4, 5

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -9,8 +11,12 @@ from watcher.lineage import MAX_ADDRESSES, closure
 
 
 def post_lineage(
-    client: httpx.Client, pipeline_id: int, sources: list[str], targets: list[str]
-) -> dict:
+    client: httpx.Client,
+    pipeline_id: int,
+    sources: list[str],
+    targets: list[str],
+    status: int = 201,
+) -> dict[str, Any]:
     response = client.post(
         "/address_lineage",
         json={
@@ -19,8 +25,9 @@ def post_lineage(
             "target_addresses": [address(t) for t in targets],
         },
     )
-    assert response.status_code == 200, response.text
-    return response.json()
+    assert response.status_code == status, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def address_id(live: LiveServer, name: str) -> int:
@@ -109,7 +116,7 @@ def test_cycles_are_stored_with_shortest_depths(client: httpx.Client, live: Live
 def test_it_skips_when_load_lineage_is_false(client: httpx.Client, live: LiveServer) -> None:
     pipeline = make_pipeline(client)
     end(client, start(client, pipeline["id"]))  # a successful end resets load_lineage
-    result = post_lineage(client, pipeline["id"], ["a"], ["b"])
+    result = post_lineage(client, pipeline["id"], ["a"], ["b"], status=200)
     assert result["lineage_relationships_created"] == 0
     assert live.sql("SELECT count(*) AS n FROM address_lineage")[0]["n"] == 0
 
@@ -146,7 +153,7 @@ def test_addresses_create_or_get_and_patch(client: httpx.Client) -> None:
     )
 
 
-def related(client: httpx.Client, live: LiveServer, name: str, **params: int) -> dict:
+def related(client: httpx.Client, live: LiveServer, name: str, **params: int) -> dict[str, Any]:
     r = client.get(f"/address_lineage/{address_id(live, name)}", params=params)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -227,7 +234,9 @@ def test_unknown_ids_are_404_in_the_error_envelope(client: httpx.Client) -> None
         assert detail is None or r.json()["detail"] == detail
 
 
-def lineage_body(sources: list[dict], targets: list[dict] | None = None) -> dict:
+def lineage_body(
+    sources: list[dict[str, Any]], targets: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {"pipeline_id": 1, "source_addresses": sources, "target_addresses": targets or []}
 
 
@@ -270,7 +279,9 @@ def test_lineage_depth_is_bounded(
         ({"limit": "ten"}, 422),
     ],
 )
-def test_paging_bounds(client: httpx.Client, path: str, params: dict, status: int) -> None:
+def test_paging_bounds(
+    client: httpx.Client, path: str, params: dict[str, Any], status: int
+) -> None:
     r = client.get(path, params=params)
     assert r.status_code == status, r.text
     if status == 422:

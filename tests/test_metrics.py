@@ -434,7 +434,7 @@ def test_a_scrape_has_every_registry_family_exactly_once(
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
     om = client.get("/metrics", headers={"Accept": "application/openmetrics-text"}).text
-    scraped = [f.name for f in parse_om(om)]  # the OpenMetrics parser knows `_created`
+    scraped = [f.name for f in parse_om(om)]  # type: ignore[no-untyped-call]  # the OpenMetrics parser knows `_created`
     assert len(scraped) == len(set(scraped))
     store = live.services.telemetry.store
     families = [*live.services.registry.collect(), *store.registry.collect()]
@@ -515,12 +515,14 @@ def test_a_scrape_runs_no_database_statement(live: LiveServer, client: httpx.Cli
 
 def test_the_readme_says_which_jobs_run_on_every_replica(live: LiveServer, repo_root: Path) -> None:
     everywhere = [n for n, job in live.services.scheduler.jobs.items() if not job.leader_only]
-    assert everywhere == ["metrics_snapshot"]
+    assert sorted(everywhere) == ["incidents_metrics", "ingest_heartbeat", "metrics_snapshot"]
     readme = (repo_root / "docs" / "operations.md").read_text()
     section = readme.split("\n## Several replicas\n", 1)[1].split("\n## ", 1)[0]
     leader_only = section.split("run on exactly one", 1)[0]
     assert "snapshot" not in leader_only
     assert "The `metrics_snapshot` job is the exception: it runs on **every** replica" in section
+    assert "`ingest_heartbeat`" in section  # every replica records that it is ingesting
+    assert "`incidents_metrics`" in section  # and exports the open incidents
 
 
 def test_ended_executions_count_after_commit(live: LiveServer, client: httpx.Client) -> None:
@@ -535,7 +537,8 @@ def test_ended_executions_count_after_commit(live: LiveServer, client: httpx.Cli
 def test_scrape_of_a_thousand_pipelines_stays_fast(live: LiveServer, client: httpx.Client) -> None:
     seed_pipelines(live, 1000)
     live.run(lambda: refresh_snapshot(live.services, live.services.telemetry.store))
-    assert live.services.telemetry.store.current.pipelines.__len__() == 1000
+    current = live.services.telemetry.store.current
+    assert current is not None and len(current.pipelines) == 1000
     timings = []
     for _ in range(7):
         started = time.perf_counter()

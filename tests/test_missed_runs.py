@@ -25,7 +25,8 @@ HOUR = timedelta(hours=1)
 def check(client: httpx.Client) -> dict[str, Any]:
     r = client.post("/missed_runs")
     assert r.status_code == 200, r.text
-    return r.json()
+    answer: dict[str, Any] = r.json()
+    return answer
 
 
 def by_pipeline(result: dict[str, Any]) -> dict[int, dict[str, Any]]:

@@ -22,11 +22,18 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.learned_helpers import learned_expectations
+from watcher.availability.heartbeat import AvailabilityCollector, Heartbeat, suppressed_counter
+from watcher.availability.windows import Gate, Window
 from watcher.checks.rules import Rule
 from watcher.clock import FrozenClock
+from watcher.config import Settings
 from watcher.events import Events, ExecutionEnded, ExecutionStarted, JobFinished, RequestFinished
+from watcher.incidents.metrics import Exported, IncidentCollector, IncidentSeries
 from watcher.metrics.collectors import Metrics, SchedulerCollector, SnapshotCollector, SnapshotStore
+from watcher.metrics.learned import LearnedState
 from watcher.metrics.snapshot import AnomalyState, LastExecution, PipelineState, Snapshot
 from watcher.scheduler import Scheduler
 
@@ -39,16 +46,22 @@ STABLE_UIDS = {
     "watcher-anomalies",
     "watcher-health",
     "watcher-daily-report",
+    "watcher-lineage",
+    "watcher-incidents",
 }
 ALERTS = {
+    "WatcherIncident",
+    "WatcherPipelineImpacted",
     "WatcherPipelineNotFresh",
     "WatcherExecutionOverdueRunning",
     "WatcherExecutionOverdueCompleted",
     "WatcherExecutionFailed",
     "WatcherMissedRun",
     "WatcherAnomalyDetected",
+    "WatcherPipelineLateStart",
     "WatcherDown",
     "WatcherSchedulerStalled",
+    "WatcherNotIngesting",
     "WatcherNoLeader",
     "WatcherMetricsSnapshotStale",
     "WatcherHighErrorRate",
@@ -175,6 +188,8 @@ def test_alertmanager_config_is_valid_and_holds_no_webhook() -> None:
         ("severity=critical alertname=WatcherExecutionFailed", "slack-critical"),
         ("severity=warning alertname=WatcherPipelineNotFresh", "slack-warning"),
         ("severity=info alertname=Anything", "slack-info"),
+        ("severity=critical alertname=WatcherIncident incident_id=7", "slack-incident"),
+        ("severity=info alertname=WatcherPipelineImpacted pipeline=b", "null"),
     ],
 )
 def test_alerts_route_by_severity(labels: str, receiver: str) -> None:
@@ -448,7 +463,7 @@ def test_provisioning_points_at_the_dashboards_and_both_datasources() -> None:
 def exported_names() -> set[str]:
     """Every sample name Watcher exports, from the real collectors with every field set."""
     now = datetime(2024, 1, 1, tzinfo=UTC)
-    registry, events = CollectorRegistry(), Events()
+    registry, events, clock = CollectorRegistry(), Events(), FrozenClock(now)
     metrics = Metrics(registry)
     scheduler = Scheduler(
         "postgresql://unused", lock_id=1, check_seconds=5, clock=FrozenClock(), events=events
@@ -472,6 +487,7 @@ def exported_names() -> set[str]:
         oldest_running_start=now - timedelta(minutes=1),
         watermark="1",
         anomalies=(AnomalyState("inserts", 3.0, 1.0, 0),),
+        learned=LearnedState(learned_expectations(), start=True, duration=True, freshness=True),
     )
     store.replace(Snapshot(now, 0.1, (state, PipelineState("q", "t", watermark="2024-01-01"))))
     registry.register(SnapshotCollector(store, lambda: now, lambda: (0, 0, 1)))
@@ -479,6 +495,18 @@ def exported_names() -> set[str]:
     metrics.execution_ended(ExecutionEnded(1, 1, "p", "t", True, now, 1.0, 1, 1, 1, 1, 1.0))
     metrics.request_finished(RequestFinished("GET", "/", 200, 0.1))
     metrics.job_finished(JobFinished("metrics_snapshot", True, 0.1, now))
+    incidents = IncidentCollector()
+    incidents.current = Exported(
+        (IncidentSeries("1", "p", ("failed",), 0.0, ("q",), 1, "p failed"),),
+        (("q", "p", "1", "attached"),),
+    )
+    registry.register(incidents)
+    heartbeat = Heartbeat(
+        create_async_engine("postgresql+asyncpg://unused@h/db"), clock, Settings()
+    )
+    heartbeat.gate = Gate([Window(now - timedelta(minutes=1), now)], now, timedelta(minutes=10))
+    registry.register(AvailabilityCollector(heartbeat))
+    suppressed_counter(registry).labels("freshness", "ingest_gap").inc()
     families = [*registry.collect(), *store.registry.collect()]
     return {s.name for family in families for s in family.samples}
 
@@ -547,3 +575,48 @@ def test_compose_runs_the_whole_stack_with_pinned_images_and_existing_mounts() -
     assert targets["postgres"] == "postgres-exporter:9187"
     token = prometheus["scrape_configs"][0]["authorization"]["credentials_file"]
     assert any(v.endswith(f":{Path(token).parent}:ro") for v in services["prometheus"]["volumes"])
+
+
+def test_an_incident_renders_its_root_and_impact(tmp_path: Path) -> None:
+    labels = {
+        "alertname": "WatcherIncident",
+        "severity": "critical",
+        "incident_id": "17",
+        "root_pipeline": "extract",
+        "pipeline": "extract",
+    }
+    annotations = {
+        "summary": "Incident #17: extract failed",
+        "description": "extract failed at 02:00 UTC — impact: 3 pipelines (b, c, d)",
+        "value": "3 impacted pipelines (b, c, d), 4 datasets",
+        "threshold": "root cause: extract",
+    }
+    for status, title in (
+        ("firing", "🔴 [INCIDENT] Incident #17: extract failed"),
+        ("resolved", "✅ [RESOLVED] Incident #17: extract failed"),
+    ):
+        data = {
+            "receiver": "slack-incident",
+            "status": status,
+            "alerts": [_alert(status, labels, annotations)],
+            "groupLabels": {"incident_id": "17"},
+            "commonLabels": labels,
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example:9093",
+        }
+        path = tmp_path / "incident.json"
+        path.write_text(json.dumps(data))
+        out = run(
+            need("amtool"),
+            "template",
+            "render",
+            "--template.glob=alertmanager/templates/*.tmpl",
+            f"--template.data={path}",
+            '--template.text={{ template "watcher.incident.title" . }}\x1f'
+            '{{ template "watcher.incident.text" . }}',
+        )
+        rendered_title, text = out.rstrip("\n").split("\x1f")
+        assert rendered_title == title
+        assert "*Root cause:* `extract`" in text
+        assert "*Impact:* 3 impacted pipelines (b, c, d), 4 datasets" in text
+        assert ("→ resolved 2024-03-10 12:30:00 UTC" in text) == (status == "resolved")

@@ -197,7 +197,7 @@ def test_dbt_models_are_children_of_the_dbt_run(
             facets={"sql": sql_job.SQLJobFacet(query=f"select * from {model}", dialect="postgres")},
         )
         pg = "postgres://localhost:5432"
-        io = {
+        io: dict[str, Any] = {
             "inputs": [InputDataset(pg, f"analytics.raw.raw_{model}")],
             "outputs": [OutputDataset(pg, f"analytics.jaffle_shop.{model}", outputFacets=rows(10))],
         }
@@ -230,7 +230,7 @@ def test_a_failed_spark_job_keeps_its_error_and_drops_huge_facets(
         ),
         "spark.logicalPlan": {"plan": ["x" * 100] * 200},
     }
-    io = {
+    io: dict[str, Any] = {
         "inputs": [InputDataset("bigquery", "proj.analytics.events")],
         "outputs": [OutputDataset("gs://lake", "daily/events")],
     }
@@ -503,7 +503,7 @@ def test_other_events_and_events_without_a_type_update_a_running_run(
     assert run["execution_metadata"]["openlineage"]["last_event_type"] == "OTHER"
     untyped = RunEvent(
         eventTime=at(5),
-        run=Run(runId=run_id, facets={"progress": {"pct": 50}}),
+        run=Run(runId=run_id, facets={"progress": {"pct": 50}}),  # type: ignore[dict-item]  # a custom facet
         job=job,
         producer=PRODUCER,
     )
@@ -736,7 +736,7 @@ def test_concurrent_duplicates_of_a_new_run_record_it_once(
 
     dag_run, run_id = new_id(), new_id()
     facets = {"parent": {"run": {"runId": dag_run}, "job": {"namespace": "race", "name": "dag"}}}
-    io = {
+    io: dict[str, Any] = {
         "inputs": [{"namespace": "postgres://db:5432", "name": "a.b.src"}],
         "outputs": [{"namespace": "postgres://db:5432", "name": "a.b.dst"}],
     }

@@ -35,7 +35,7 @@ def test_workflow(client: httpx.Client) -> None:
             ],
         },
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     assert r.json()["lineage_relationships_created"] == 1
     r = client.post("/start_pipeline_execution", json={"pipeline_id": body["id"]})
     assert r.status_code == 201, r.text

@@ -40,6 +40,7 @@ import yaml
 
 from tests.conftest import LiveServer, free_port, start_live_server
 from tests.conftest import test_settings as watcher_settings
+from tests.learned_helpers import learned_expectations
 from watcher.config import Settings
 from watcher.db.embedded import EmbeddedPostgres
 from watcher.db.schema import metadata
@@ -118,6 +119,9 @@ def _replica_settings() -> Settings:
         metrics_snapshot_interval_seconds=1.0,
         leader_check_interval_seconds=1.0,
         leader_lock_id=0x57A7E2E0,  # not the default: never competes with another test server
+        # The per-pipeline alerts as they reach Slack without the incident engine (fail-open);
+        # tests/test_incidents_e2e.py runs the stack with it.
+        incidents_enabled=False,
     )
 
 
@@ -163,15 +167,24 @@ def seed(http: httpx.Client, live: LiveServer) -> dict[str, int]:
     timely = {"timeliness_number": 30, "timeliness_datepart": "minute"}
     _ok(http.post("/pipeline_type", json={"name": "etl", **rules, **timely}))
     ids: dict[str, int] = {}
-    for name, extra in {
+    extras: dict[str, dict[str, str | int]] = {
         "stale_orders": {"freshness_number": 1, "freshness_datepart": "hour"},
         "failed_load": {},
         "long_running": {},
         "numbered": {"next_watermark": "12345"},
         "dated": {"next_watermark": "2024-06-01"},
-    }.items():
+    }
+    for name, extra in extras.items():
         body = {"name": name, "pipeline_type_name": "etl", **extra}
         ids[name] = _ok(http.post("/pipeline", json=body))["id"]
+    # Lineage for the Lineage dashboard, declared before the run that turns load_lineage off.
+    source = {"address_type_name": "postgres", "address_type_group_name": "database"}
+    lineage = {
+        "pipeline_id": ids["stale_orders"],
+        "source_addresses": [{"name": "shop.public.orders", **source}],
+        "target_addresses": [{"name": "dwh.sales.orders", **source}],
+    }
+    _ok(http.post("/address_lineage", json=lineage))
     # Last DML 90 minutes ago against a 1 hour child rule: stale (warning).
     orders = _run(
         http, ids["stale_orders"], now - 2 * hour, now - 1.5 * hour,
@@ -199,6 +212,14 @@ def seed(http: httpx.Client, live: LiveServer) -> dict[str, int]:
         "threshold_max_value, baseline_count, is_anomaly, detected_at) SELECT :e, id, 50, 4.2, "
         "10, 9.5, 3.0, 0, 38.5, 30, true, now() FROM anomaly_detection_rule",
         e=orders,
+    )
+    # Learned expectations for one pipeline without rules on rows (the "expected vs actual"
+    # panel), as the learn job stores them.
+    live.sql(
+        "INSERT INTO pipeline_expectation (pipeline_id, expectations, trained_at)"
+        " VALUES (:p, CAST(:e AS jsonb), now())",
+        p=ids["dated"],
+        e=json.dumps(learned_expectations(now).to_json()),
     )
     return ids
 
@@ -280,13 +301,22 @@ def _substitute(query: str) -> str:
 def _substitute_sql(query: str) -> str:
     query = query.replace("$__timeFrom()", "(now() - interval '30 days')")
     query = query.replace("$__timeTo()", "now()")
+    query = query.replace("$address", "(SELECT min(source_address_id) FROM address_lineage)")
     query = query.replace("($pipeline_type)", "(SELECT name FROM pipeline_type)")
     return query.replace("($pipeline)", "(SELECT name FROM pipeline)")
 
 
-def _panel_queries() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+# Its panels need open incidents: tests/test_incidents_e2e.py runs them while there are some.
+INCIDENTS_DASHBOARD = "watcher-incidents.json"
+
+
+def _panel_queries(
+    only: str | None = None,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     promql, sql = [], []
     for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        if path.name != only and (only is not None or path.name == INCIDENTS_DASHBOARD):
+            continue
         dashboard = json.loads(path.read_text())
         for panel in dashboard["panels"]:
             for target in panel.get("targets", []):

@@ -29,7 +29,7 @@ def now() -> datetime:
 def check(client: httpx.Client, **body: Any) -> dict[str, Any]:
     r = client.post("/timeliness", json=body)
     assert r.status_code == 200, r.text
-    result = r.json()
+    result: dict[str, Any] = r.json()
     assert result["status"] == "completed"
     return result
 
@@ -80,7 +80,7 @@ def test_the_type_rule_applies_when_the_pipeline_has_none(client: httpx.Client) 
 
 
 def test_mutes_and_inactive_pipelines_are_skipped(client: httpx.Client) -> None:
-    rule = {"timeliness_number": 5, "timeliness_datepart": "minute"}
+    rule: dict[str, Any] = {"timeliness_number": 5, "timeliness_datepart": "minute"}
     muted_type = make_pipeline(client, "a", type_name="quiet", **rule)
     patch_type(client, "quiet", mute_timeliness_check=True)
     muted = make_pipeline(client, "b", **rule)

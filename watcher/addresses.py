@@ -86,12 +86,22 @@ class Address(Row):
     updated_at: datetime
 
 
+# One statement: create missing types, update the addresses whose type, parts, primary key or
+# metadata changed (a field not given keeps its stored value), insert the new ones.
+# `changed` locks only the rows that differ, in name order: an unchanged address (the steady
+# state of every run and OpenLineage event) is not locked at all, and two writers changing the
+# same addresses lock them in the same order. (ON CONFLICT DO UPDATE ... WHERE would lock every
+# conflicting row even when its WHERE is false.) Each spec is taken once per name, the last one
+# given winning.
 ENSURE_SQL = text("""
-WITH spec AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:specs AS jsonb)) AS s(
+WITH given AS (
+    SELECT s.*, e.n
+    FROM jsonb_array_elements(CAST(:specs AS jsonb)) WITH ORDINALITY AS e(spec, n),
+    jsonb_to_record(e.spec) AS s(
         name text, address_type_name text, address_type_group_name text, database_name text,
         schema_name text, table_name text, primary_key text, address_metadata jsonb)
 ),
+spec AS (SELECT DISTINCT ON (name) * FROM given ORDER BY name, n DESC),
 new_types AS (
     INSERT INTO address_type (name, group_name)
     SELECT DISTINCT ON (address_type_name) address_type_name, address_type_group_name FROM spec
@@ -101,27 +111,59 @@ types AS (
     SELECT id, name FROM new_types
     UNION ALL SELECT t.id, t.name FROM address_type t JOIN spec s ON s.address_type_name = t.name
 ),
+wanted AS (
+    SELECT s.*, t.id AS type_id FROM spec s JOIN (SELECT DISTINCT id, name FROM types) t
+    ON t.name = s.address_type_name
+),
+changed AS (
+    SELECT a.id FROM address a JOIN wanted w ON w.name = a.name
+    WHERE (a.address_type_id, a.database_name, a.schema_name, a.table_name, a.primary_key,
+           a.address_metadata)
+        IS DISTINCT FROM (w.type_id, COALESCE(w.database_name, a.database_name),
+           COALESCE(w.schema_name, a.schema_name), COALESCE(w.table_name, a.table_name),
+           COALESCE(w.primary_key, a.primary_key),
+           COALESCE(w.address_metadata, a.address_metadata))
+    ORDER BY a.name
+    FOR NO KEY UPDATE OF a
+),
+updated AS (
+    UPDATE address a SET address_type_id = w.type_id,
+        database_name = COALESCE(w.database_name, a.database_name),
+        schema_name = COALESCE(w.schema_name, a.schema_name),
+        table_name = COALESCE(w.table_name, a.table_name),
+        primary_key = COALESCE(w.primary_key, a.primary_key),
+        address_metadata = COALESCE(w.address_metadata, a.address_metadata),
+        updated_at = COALESCE(CAST(:now AS timestamptz), now())
+    FROM wanted w WHERE a.id IN (SELECT id FROM changed) AND w.name = a.name
+    RETURNING a.id, a.name
+),
 new_addresses AS (
     INSERT INTO address (name, address_type_id, database_name, schema_name, table_name,
                          primary_key, address_metadata)
-    SELECT DISTINCT ON (s.name) s.name, t.id, s.database_name, s.schema_name, s.table_name,
-           s.primary_key, s.address_metadata
-    FROM spec s JOIN types t ON t.name = s.address_type_name
+    SELECT w.name, w.type_id, w.database_name, w.schema_name, w.table_name, w.primary_key,
+           w.address_metadata
+    FROM wanted w ORDER BY w.name
     ON CONFLICT (name) DO NOTHING RETURNING id, name
 )
 SELECT id, name FROM new_addresses
-UNION ALL SELECT a.id, a.name FROM address a JOIN spec s ON s.name = a.name
+UNION SELECT id, name FROM updated
+UNION SELECT a.id, a.name FROM address a JOIN spec s ON s.name = a.name
 """).bindparams(bindparam("specs", type_=JSONB))
 
 
-async def ensure(conn: AsyncConnection, specs: list[AddressSpec]) -> dict[str, int]:
-    """Create missing address types and addresses in one statement; name → id."""
+async def ensure(
+    conn: AsyncConnection, specs: list[AddressSpec], now: datetime | None = None
+) -> dict[str, int]:
+    """Create missing address types and addresses, and update the addresses whose type, parts,
+    primary key or metadata changed, in one statement; name → id. Fields a spec leaves out
+    (None) keep their stored values."""
     if not specs:
         return {}
     payload = [s.model_dump() for s in specs]
+    params = {"specs": payload, "now": now}
     ids: dict[str, int] = {}
     for _ in range(2):  # a row created concurrently is invisible to our snapshot: look again
-        rows = await conn.execute(ENSURE_SQL, {"specs": payload})
+        rows = await conn.execute(ENSURE_SQL, params)
         ids |= {r.name: r.id for r in rows}
         if all(s.name in ids for s in specs):
             return ids
@@ -165,12 +207,14 @@ async def patch_address_type(request: Request, body: AddressTypePatch) -> dict[s
 
 @router.post("/address", scope="ingest", body=AddressSpec, response=Address, status_code=201)
 async def create_address(request: Request, body: AddressSpec) -> Reply:
-    """Create an address (and its type when missing), or return the existing one (200)."""
-    async with transaction(services_of(request).engine) as conn:
+    """Create an address (and its type when missing), or update the existing one of that name
+    whose type, parts, primary key or metadata changed and return it (200)."""
+    services = services_of(request)
+    async with transaction(services.engine) as conn:
         before = (
             await conn.execute(text("SELECT id FROM address WHERE name = :n"), {"n": body.name})
         ).scalar()
-        ids = await ensure(conn, [body])
+        ids = await ensure(conn, [body], services.clock.now())
         row = await crud.get_by_id(conn, address, ids[body.name], "address")
     return Reply(row, 200 if before is not None else 201)
 

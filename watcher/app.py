@@ -16,8 +16,20 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watcher import addresses, auth, executions, health, lineage, openapi, pipeline_types, pipelines
+from watcher import (
+    addresses,
+    auth,
+    executions,
+    health,
+    lineage,
+    lineage_graph,
+    openapi,
+    pipeline_types,
+    pipelines,
+)
+from watcher.availability import heartbeat
 from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
+from watcher.checks.learned import routes as learned
 from watcher.clock import Clock
 from watcher.config import Settings
 from watcher.db.engine import (
@@ -27,8 +39,16 @@ from watcher.db.engine import (
     sqlstate,
     unavailable,
 )
-from watcher.errors import Conflict, InvalidInput, Unauthorized, Unavailable, WatcherError
+from watcher.errors import (
+    Busy,
+    Conflict,
+    InvalidInput,
+    Unauthorized,
+    Unavailable,
+    WatcherError,
+)
 from watcher.events import Events
+from watcher.incidents import routes as incidents
 from watcher.logs import RequestLogMiddleware
 from watcher.metrics import routes as metrics
 from watcher.openlineage import routes as openlineage
@@ -56,6 +76,10 @@ FEATURES: tuple[ModuleType, ...] = (
     anomalies,
     cleanup,
     openlineage,
+    lineage_graph,
+    learned,
+    incidents,
+    heartbeat,  # after metrics: exports its families in the scraped registry
 )
 
 
@@ -103,7 +127,8 @@ class ErrorMiddleware:
         if isinstance(error, WatcherError):
             return error_response(error, self.retry_after)
         if (busy := unavailable(error)) is not None:
-            log.warning("database unavailable: %s (%s)", type(error).__name__, sqlstate(error))
+            what = "busy" if isinstance(busy, Busy) else "unavailable"
+            log.warning("database %s: %s (%s)", what, type(error).__name__, sqlstate(error))
             return error_response(busy, self.retry_after)
         if is_data_error(error):
             log.warning("database refused a value (sqlstate %s)", sqlstate(error))

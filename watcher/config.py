@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     # busy replica kept forking PostgreSQL backends and re-preparing statements.
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    # How long a request queues for a pooled connection before it is refused with 503
+    # "busy" + Retry-After. Long enough for a top-of-the-hour burst to drain through the
+    # pool (the queue is FIFO): a refused start is a run the client may not retry.
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
@@ -53,10 +56,29 @@ class Settings(BaseSettings):
     missed_runs_interval_seconds: float = Field(default=60.0, gt=0)
     anomaly_catchup_interval_seconds: float = Field(default=60.0, gt=0)
     metrics_snapshot_interval_seconds: float = Field(default=5.0, gt=0)
+    # Incidents (issue 15): how often the leader places problems into incidents, how long a
+    # pipeline still broken after its root's incident resolved waits before it is promoted to
+    # an incident of its own, and how far back a failed or late run that ended after a newer
+    # overlapping one is looked for.
+    # Off: no incidents are opened and nothing is inhibited (every pipeline alerts alone).
+    incidents_enabled: bool = True
+    incidents_interval_seconds: float = Field(default=60.0, gt=0)
+    incident_grace_seconds: float = Field(default=900.0, ge=0)
+    incident_lookback_minutes: int = Field(default=1440, ge=5)
     log_cleanup_interval_seconds: float = Field(default=86_400.0, gt=0)
     log_cleanup_retention_days: int | None = Field(default=None, ge=90)
     log_cleanup_batch_size: int = Field(default=10_000, ge=1)
     auto_create_anomaly_detection_rules: bool = False
+    # Learned expectations (watcher/checks/learned): the learn job relearns at most
+    # `learn_batch` pipelines with new runs per run; the learned check runs like the others.
+    learn_interval_seconds: float = Field(default=300.0, gt=0)
+    learn_batch: int = Field(default=500, ge=1, le=100_000)
+    learned_check_interval_seconds: float = Field(default=60.0, gt=0)
+    # Ingestion availability (watcher.availability): every replica records a heartbeat this
+    # often; evidence in a window no replica was ingesting is unknown to the checks until
+    # `ingest_catch_up_seconds` after the window ended (replayed runs arrive meanwhile).
+    ingest_heartbeat_interval_seconds: float = Field(default=5.0, gt=0, le=60)
+    ingest_catch_up_seconds: float = Field(default=600.0, ge=0, le=86_400)
 
     # Alerts and auth
     slack_webhook_url: SecretStr | None = None

@@ -13,11 +13,12 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watcher.db.engine import sqlstate
+from watcher.db.engine import constraint_name, sqlstate
 from watcher.errors import Conflict, InvalidInput, NotFound
-from watcher.fields import Body, Id, Name
+from watcher.fields import RULE_PAIRS, Body, Id, Name
 
 UNIQUE_VIOLATION = "23505"
+CHECK_VIOLATION = "23514"
 
 
 class Page(Body):
@@ -100,6 +101,15 @@ async def patch(
         try:
             row = (await conn.execute(statement)).first()
         except IntegrityError as error:
+            if sqlstate(error) == CHECK_VIOLATION and (
+                half := _incomplete_pair(table, error, changes)
+            ):
+                given, missing = half
+                raise InvalidInput.field(
+                    ["body", missing],
+                    f"required with {given}: this {what} has no stored {missing}"
+                    f" ({given} and {missing} are set or cleared together)",
+                ) from None
             if "name" in changes and sqlstate(error) == UNIQUE_VIOLATION:
                 raise Conflict(
                     f"{what} named {changes['name']!r} already exists",
@@ -110,6 +120,19 @@ async def patch(
         label = key.id if key.id is not None else repr(key.name)
         raise NotFound(f"{what} {label} not found")
     return row_dict(row)
+
+
+def _incomplete_pair(
+    table: Table, error: BaseException, changes: dict[str, Any]
+) -> tuple[str, str] | None:
+    """(given half, missing half) when `error` is a rule pair's check (`ck_<table>_<rule>_pair`):
+    a PATCH gave one half and the stored other half is not set (or the reverse: cleared one
+    half of a stored pair)."""
+    name = constraint_name(error) or ""
+    for rule, (number, datepart) in RULE_PAIRS.items():
+        if name == f"ck_{table.name}_{rule}_pair":
+            return (number, datepart) if number in changes else (datepart, number)
+    return None
 
 
 async def id_by_name(conn: AsyncConnection, table: Table, name: str, loc: list[str | int]) -> int:

@@ -8,6 +8,7 @@ WatcherError
  ├── Forbidden           403  token lacks the scope
  ├── PayloadTooLarge     413  body over the limit
  └── Unavailable         503  the database cannot be reached (sent with Retry-After)
+      └── Busy           503  reachable, but every connection is in use (a burst): retry
 """
 
 from __future__ import annotations
@@ -62,3 +63,8 @@ class PayloadTooLarge(WatcherError):
 
 class Unavailable(WatcherError):
     status_code = 503
+
+
+class Busy(Unavailable):
+    """Out of capacity for now (pool exhausted after queueing, too many connections): the
+    database is fine and the same request will succeed later. 503 with Retry-After."""

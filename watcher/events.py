@@ -60,6 +60,15 @@ class JobFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class FindingsSuppressed:
+    """A check held findings back: their evidence lay where Watcher was not ingesting."""
+
+    check: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class LeadershipChanged:
     is_leader: bool
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
+from watcher import execution_views as views
 from watcher.db.driver import ConstraintViolated, Session, Statement, raw_autocommit, session
 from watcher.db.engine import transaction
 from watcher.errors import Conflict, InvalidInput, NotFound
@@ -68,7 +69,7 @@ class Execution(Row):
     pipeline_name: str
     start_date: datetime
     end_date: datetime | None
-    duration_seconds: float | None
+    duration_seconds: int | None
     completed_successfully: bool | None
     inserts: int | None
     updates: int | None
@@ -92,7 +93,7 @@ class ChildExecution(Row):
     start_date: datetime
     end_date: datetime | None
     completed_successfully: bool | None
-    duration_seconds: float | None
+    duration_seconds: int | None
     inserts: int | None
     updates: int | None
     soft_deletes: int | None
@@ -101,6 +102,7 @@ class ChildExecution(Row):
 
 class ExecutionDetail(Execution):
     children: list[ChildExecution]
+    child_executions: list[views.OriginalChildExecution]
 
 
 START_SQL = """
@@ -123,6 +125,13 @@ c AS (
     UNION ALL
     SELECT pc.ancestor_id, e.id, pc.depth + 1
     FROM e JOIN pipeline_execution_closure pc ON pc.descendant_id = e.parent_id
+),
+n AS (  -- the pipeline graph's nesting pair, recorded the first time it is seen
+    INSERT INTO pipeline_nesting (parent_pipeline_id, child_pipeline_id)
+    SELECT pe.pipeline_id, e.pipeline_id
+    FROM e JOIN pipeline_execution pe ON pe.id = e.parent_id
+    WHERE pe.pipeline_id <> e.pipeline_id
+    ON CONFLICT DO NOTHING
 )
 SELECT e.id, p.id AS pipeline_id, p.name AS pipeline, t.name AS pipeline_type
 FROM e JOIN p ON p.id = e.pipeline_id JOIN pipeline_type t ON t.id = p.pipeline_type_id
@@ -328,11 +337,12 @@ def ended_event(row: dict[str, Any], body: EndExecution, end_date: datetime) -> 
     )
 
 
-GET_SQL = text("""
+CHILD_ITEM = tuple(ChildExecution.model_fields)
+
+GET_SQL = text(f"""
 SELECT e.*, p.name AS pipeline_name,
     COALESCE((SELECT json_agg(c ORDER BY c.start_date, c.id) FROM (
-        SELECT id, pipeline_id, start_date, end_date, completed_successfully, duration_seconds,
-               inserts, updates, soft_deletes, total_rows
+        SELECT {", ".join(dict.fromkeys(views.ORIGINAL_ITEM + CHILD_ITEM))}
         FROM pipeline_execution WHERE parent_id = e.id) c), '[]'::json) AS children
 FROM pipeline_execution e JOIN pipeline p ON p.id = e.pipeline_id
 WHERE e.id = :id
@@ -341,13 +351,13 @@ WHERE e.id = :id
 
 @router.get("/pipeline_execution/{id:int}", response=ExecutionDetail)
 async def get_execution(request: Request) -> dict[str, Any]:
-    """One execution with its direct child executions."""
+    """One execution with its direct child executions (`child_executions` and `children`)."""
     execution_id = path_id(request)
     async with transaction(services_of(request).engine) as conn:
         row = (await conn.execute(GET_SQL, {"id": execution_id})).first()
     if row is None:
         raise NotFound(f"execution {execution_id} not found")
-    return crud.row_dict(row)
+    return views.detail(crud.row_dict(row), CHILD_ITEM)
 
 
 _STATUS = {
@@ -374,4 +384,4 @@ async def list_executions(request: Request, query: ExecutionQuery) -> list[dict[
     )
     async with transaction(services_of(request).engine) as conn:
         rows = await conn.execute(statement, query.model_dump())
-        return [crud.row_dict(r) for r in rows]
+        return [views.response_row(crud.row_dict(r)) for r in rows]

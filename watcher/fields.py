@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import orjson
 from pydantic import (
@@ -139,6 +139,12 @@ Watermark = Annotated[
 Metadata = Annotated[dict[str, Any] | None, AfterValidator(_metadata)]
 
 
+RULE_PAIRS = {
+    "freshness": ("freshness_number", "freshness_datepart"),
+    "timeliness": ("timeliness_number", "timeliness_datepart"),
+}
+
+
 def check_datepart(value: str | None, loc: str) -> None:
     if value is not None and value not in DATEPARTS:
         raise ValueError(f"{loc} must be one of {', '.join(DATEPARTS)}")
@@ -201,7 +207,13 @@ class Body(BaseModel):
 
 
 class RuleFields(Body):
-    """Freshness/timeliness rules, mutes and schedule, shared by pipelines and their types."""
+    """Freshness/timeliness rules, mutes and schedule, shared by pipelines and their types.
+
+    A create must give both halves of a rule pair (number and datepart). A PATCH
+    (`merges_pairs`) may give one half: it is merged with the stored other half, as the
+    original Watcher does, and refused (422) only when the merged pair is incomplete."""
+
+    merges_pairs: ClassVar[bool] = False
 
     freshness_number: RuleNumber | None = None
     freshness_datepart: Datepart | None = None
@@ -228,6 +240,8 @@ class RuleFields(Body):
             datepart = f"{rule}_datepart"
             check_datepart(getattr(self, datepart), datepart)
             given = {number, datepart} & self.model_fields_set
+            if len(given) == 1 and self.merges_pairs:
+                continue
             if len(given) == 1 or (getattr(self, number) is None) != (
                 getattr(self, datepart) is None
             ):

@@ -10,8 +10,9 @@ from sqlalchemy import text
 from starlette.requests import Request
 
 from watcher import __version__
+from watcher.db.engine import is_saturated
 from watcher.routing import JSONResponse, Router
-from watcher.services import services_of
+from watcher.services import Services, services_of
 
 router = Router("health")
 
@@ -22,7 +23,7 @@ class Heartbeat(BaseModel):
 
 class DatabaseHealth(BaseModel):
     status: str
-    error: str | None = None  # the exception's class name, when unavailable
+    error: str | None = None  # the exception's class name, when unavailable or busy
 
 
 class SchedulerHealth(BaseModel):
@@ -39,6 +40,15 @@ class Health(BaseModel):
     scheduler: SchedulerHealth
 
 
+def _pool_busy(services: Services, error: BaseException) -> bool:
+    """The probe failed because no pooled connection came free, not because of PostgreSQL."""
+    if is_saturated(error):
+        return True
+    pool = services.engine.sync_engine.pool
+    maximum = services.settings.db_pool_size + services.settings.db_max_overflow
+    return isinstance(error, TimeoutError) and getattr(pool, "checkedout", lambda: 0)() >= maximum
+
+
 @router.get("/", scope="public", response=Heartbeat)
 async def heartbeat(request: Request) -> dict[str, str]:
     """Heartbeat."""
@@ -47,7 +57,8 @@ async def heartbeat(request: Request) -> dict[str, str]:
 
 @router.get("/health", scope="public", response=Health, responses={503: ("not ready", Health)})
 async def health(request: Request) -> JSONResponse:
-    """Readiness: database reachable and scheduler state; 503 when not ready."""
+    """Readiness: database reachable and scheduler state; 503 when not ready ("busy", every
+    pooled connection in use, is ready: the requests queue)."""
     services = services_of(request)
     database: dict[str, Any] = {"status": "ok"}
     try:
@@ -55,11 +66,14 @@ async def health(request: Request) -> JSONResponse:
             async with services.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
     except Exception as error:
-        database = {"status": "unavailable", "error": type(error).__name__}
+        status = "busy" if _pool_busy(services, error) else "unavailable"
+        database = {"status": status, "error": type(error).__name__}
     scheduler = services.scheduler
-    ready = database["status"] == "ok"
+    # Busy (every pooled connection in use: a burst, queued) is still ready: failing the
+    # probe would take every replica out of rotation at once at the top of the hour.
+    ready = database["status"] in ("ok", "busy")
     body = {
-        "status": "ok" if ready else "unavailable",
+        "status": database["status"] if ready else "unavailable",
         "version": __version__,
         "database": database,
         "scheduler": {

@@ -24,7 +24,7 @@ from watcher.db import locks
 from watcher.db.engine import transaction
 from watcher.errors import NotFound
 from watcher.fields import Body, Id
-from watcher.routing import Router, path_id
+from watcher.routing import Reply, Router, path_id
 from watcher.services import services_of
 
 router = Router("lineage")
@@ -131,9 +131,10 @@ async def rebuild_closure(conn: AsyncConnection, touched: set[int]) -> None:
 
 async def replace_edges(
     conn: AsyncConnection, body: LineageBody, *, respect_load_lineage: bool = True
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bool]:
     """Replace the pipeline's edges with sources × targets, unless its load_lineage is false
-    (OpenLineage passes respect_load_lineage=False: its edges follow the latest run)."""
+    (OpenLineage passes respect_load_lineage=False: its edges follow the latest run).
+    (result, recorded): recorded is False when load_lineage is false and nothing changed."""
     pipeline = (
         await conn.execute(
             text("SELECT id, load_lineage FROM pipeline WHERE id = :id FOR UPDATE"),
@@ -150,7 +151,7 @@ async def replace_edges(
             "pipeline_id": body.pipeline_id,
             "lineage_relationships_created": 0,
             "message": "load_lineage is false for this pipeline; lineage not changed",
-        }
+        }, False
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.LINEAGE})
     ids = await addresses.ensure(conn, [*body.source_addresses, *body.target_addresses])
     old = await conn.execute(
@@ -177,14 +178,23 @@ async def replace_edges(
         "pipeline_id": body.pipeline_id,
         "lineage_relationships_created": len(edges),
         "message": f"{len(edges)} lineage relationships recorded",
-    }
+    }, True
 
 
-@router.post("/address_lineage", scope="ingest", body=LineageBody, response=LineageRecorded)
-async def create_lineage(request: Request, body: LineageBody) -> dict[str, Any]:
-    """Replace the pipeline's lineage edges with sources × targets (skipped when load_lineage is false)."""
+@router.post(
+    "/address_lineage",
+    scope="ingest",
+    body=LineageBody,
+    response=LineageRecorded,
+    status_code=201,
+    responses={200: ("load_lineage is false: nothing recorded", LineageRecorded)},
+)
+async def create_lineage(request: Request, body: LineageBody) -> Reply:
+    """Replace the pipeline's lineage edges with sources × targets (201); skipped when
+    load_lineage is false (200), as the original Watcher answers."""
     async with transaction(services_of(request).engine) as conn:
-        return await replace_edges(conn, body)
+        result, recorded = await replace_edges(conn, body)
+    return Reply(result, 201 if recorded else 200)
 
 
 RELATED_SQL = """

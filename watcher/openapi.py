@@ -39,7 +39,7 @@ _STANDARD_ERRORS = {
     "401": "missing or invalid token",
     "403": "token lacks the scope",
     "413": "request body too large",
-    "503": "database unavailable (Retry-After)",
+    "503": "database unavailable or busy (Retry-After)",
 }
 
 
@@ -128,16 +128,16 @@ def _responses(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
         **_STANDARD_ERRORS,
     }.items():
         responses[code] = {"description": text, **error}
-    for code, answer in op.responses.items():
+    for status, answer in op.responses.items():
         if isinstance(answer, tuple):  # (description, body type): that body or the envelope
             text, body = answer
             schema = {"oneOf": [_response_schema(body, components), {"$ref": _ERROR_REF}]}
-            responses[str(code)] = {
+            responses[str(status)] = {
                 "description": text,
                 "content": {"application/json": {"schema": schema}},
             }
         else:
-            responses[str(code)] = {"description": answer, **error}
+            responses[str(status)] = {"description": answer, **error}
     return responses
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 from starlette.requests import Request
@@ -24,6 +24,7 @@ class PipelineTypeCreate(RuleFields):
 
 
 class PipelineTypePatch(crud.ByIdOrName, RuleFields):
+    merges_pairs: ClassVar[bool] = True  # one half of a rule pair merges with the stored other half
     group_name: str | None = Field(default=None, max_length=150)
 
 

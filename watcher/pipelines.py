@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select, text
@@ -35,6 +35,7 @@ class PipelineCreate(RuleFields):
 
 
 class PipelinePatch(crud.ByIdOrName, RuleFields):
+    merges_pairs: ClassVar[bool] = True  # one half of a rule pair merges with the stored other half
     pipeline_type_name: Name | None = None
     watermark: Watermark = None
     next_watermark: Watermark = None
@@ -70,7 +71,7 @@ class Pipeline(RuleColumns):
 
 
 def _sql_type(column: str) -> str:
-    return str(pipeline.c[column].type.compile(dialect=postgresql.dialect()))
+    return str(pipeline.c[column].type.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
 
 
 def upsert_sql(columns: list[str]) -> str:

@@ -49,6 +49,13 @@ class CleanupDone(BaseModel):
     retention_days: int
     cutoff: datetime
     deleted: dict[str, int]
+    # The original Watcher's answer, beside ours.
+    total_pipeline_executions_deleted: int
+    total_timeliness_pipeline_execution_logs_deleted: int
+    total_anomaly_detection_results_deleted: int
+    total_pipeline_execution_closure_parent_deleted: int
+    total_pipeline_execution_closure_child_deleted: int
+    total_freshness_pipeline_logs_deleted: int
 
 
 class CleanupDryRun(BaseModel):
@@ -107,7 +114,8 @@ WITH batch AS (
 ),
 closure AS (
     DELETE FROM pipeline_execution_closure c USING batch
-    WHERE c.descendant_id = batch.id OR c.ancestor_id = batch.id RETURNING 1
+    WHERE c.descendant_id = batch.id OR c.ancestor_id = batch.id
+    RETURNING c.ancestor_id IN (SELECT id FROM batch) AS by_parent
 ),
 timeliness AS (
     DELETE FROM timeliness_pipeline_execution_log l USING batch
@@ -120,6 +128,7 @@ results AS (
 timeliness_tally AS ({_tally("timeliness", "timeliness_pipeline_execution_log")}),
 results_tally AS ({_tally("results", "anomaly_detection_result")})
 SELECT (SELECT count(*) FROM closure) AS closure,
+       (SELECT count(*) FROM closure WHERE by_parent) AS closure_parent,
        (SELECT count(*) FROM timeliness) AS timeliness,
        (SELECT count(*) FROM results) AS results,
        ARRAY(SELECT id FROM batch) AS ids
@@ -186,6 +195,7 @@ async def _delete_executions(engine: AsyncEngine, cutoff: datetime, n: int) -> d
     counts = dict.fromkeys(
         (
             "pipeline_execution_closure",
+            "pipeline_execution_closure_parent",
             "timeliness_pipeline_execution_log",
             "anomaly_detection_result",
             "pipeline_execution",
@@ -204,6 +214,7 @@ async def _delete_executions(engine: AsyncEngine, cutoff: datetime, n: int) -> d
                     )
                 ).rowcount
         counts["pipeline_execution_closure"] += row.closure
+        counts["pipeline_execution_closure_parent"] += row.closure_parent
         counts["timeliness_pipeline_execution_log"] += row.timeliness
         counts["anomaly_detection_result"] += row.results
         counts["pipeline_execution"] += deleted
@@ -228,7 +239,9 @@ async def cleanup(
     deleted: dict[str, int] = {}
     for table, column in LOGS:
         deleted[table] = await _delete_logs(engine, table, column, cutoff, batch_size)
-    for table, count in (await _delete_executions(engine, cutoff, batch_size)).items():
+    executions = await _delete_executions(engine, cutoff, batch_size)
+    by_parent = executions.pop("pipeline_execution_closure_parent")
+    for table, count in executions.items():
         deleted[table] = deleted.get(table, 0) + count
     log.info("cleanup finished", extra={"cutoff": cutoff.isoformat(), **deleted})
     return {
@@ -237,6 +250,24 @@ async def cleanup(
         "retention_days": retention_days,
         "cutoff": cutoff,
         "deleted": deleted,
+        **original_totals(deleted, by_parent),
+    }
+
+
+def original_totals(deleted: dict[str, int], closure_by_parent: int) -> dict[str, int]:
+    """The original Watcher's counters (its LogCleanupPostOutput), from ours: each table's rows
+    whatever the pass that deleted them; closure rows split as its two passes split them (by
+    the ancestor, then the remaining ones by the descendant). It has no missed-run log."""
+    closure = deleted["pipeline_execution_closure"]
+    return {
+        "total_pipeline_executions_deleted": deleted["pipeline_execution"],
+        "total_timeliness_pipeline_execution_logs_deleted": deleted[
+            "timeliness_pipeline_execution_log"
+        ],
+        "total_anomaly_detection_results_deleted": deleted["anomaly_detection_result"],
+        "total_pipeline_execution_closure_parent_deleted": closure_by_parent,
+        "total_pipeline_execution_closure_child_deleted": closure - closure_by_parent,
+        "total_freshness_pipeline_logs_deleted": deleted["freshness_pipeline_log"],
     }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher.db.engine import transaction
+from watcher.events import FindingsSuppressed
 from watcher.services import Services
 
 log = logging.getLogger("watcher.checks")
@@ -77,8 +78,12 @@ async def run_check(
             "checked": report[checked],
             "found": len(report["findings"]),
             "new": report["new_findings"],
+            "suppressed": report.get("suppressed_findings", 0),
         },
     )
+    if report.get("suppressed_findings"):
+        label = name.replace(" ", "_")
+        services.events.emit(FindingsSuppressed(label, "ingest_gap", report["suppressed_findings"]))
     return report
 
 

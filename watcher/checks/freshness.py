@@ -22,7 +22,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
+from watcher.availability.heartbeat import CatchUpPolicy, load_gate
 from watcher.checks.findings import FindingLog, Report, new_count, run_check, schedule
+from watcher.checks.learned.check import findings_of as learned_findings
+from watcher.checks.learned.judge import LoggedLearnedFinding
 from watcher.checks.rules import resolve, rule_columns_sql, split_row
 from watcher.routing import Router
 from watcher.services import Services, services_of
@@ -56,7 +59,10 @@ class FreshnessReport(BaseModel):
     evaluated_at: datetime
     pipelines_checked: int
     new_findings: int
+    suppressed_findings: int = 0
     findings: list[StaleFinding]
+    # Stale pipelines without a freshness rule, against their learned gap between changes.
+    learned_findings: list[LoggedLearnedFinding] = []
 
 
 CANDIDATES = text(f"""
@@ -123,26 +129,45 @@ FINDINGS = FindingLog(
 )
 
 
-async def check(conn: AsyncConnection, now: datetime) -> Report:
+def evidence(stale: Stale, now: datetime) -> tuple[datetime, datetime]:
+    """A write reported anywhere after the last known one would make the pipeline fresh.
+    Watcher blind in there (`watcher.availability`) → unknown, not stale, until caught up."""
+    return stale.last_dml_timestamp, now
+
+
+async def check(
+    conn: AsyncConnection, now: datetime, policy: CatchUpPolicy | None = None
+) -> Report:
     rows = [dict(r._mapping) for r in await conn.execute(CANDIDATES)]
-    findings = await FINDINGS.write(conn, [f for r in rows if (f := judge(r, now))], now)
+    gate = await load_gate(conn, now, policy or CatchUpPolicy())
+    found = [f for r in rows if (f := judge(r, now))]
+    kept, held = gate.split(found, lambda f: evidence(f, now))
+    findings = await FINDINGS.write(conn, kept, now)
     return {
         "status": "completed",
         "evaluated_at": now,
         "pipelines_checked": len(rows),
         "new_findings": new_count(findings),
+        "suppressed_findings": len(held),
         "findings": findings,
     }
 
 
 async def run(services: Services) -> Report:
-    return await run_check(services, "freshness", check, checked="pipelines_checked")
+    policy = CatchUpPolicy.of(services.settings)
+
+    async def checked(conn: AsyncConnection, now: datetime) -> Report:
+        return await check(conn, now, policy)
+
+    return await run_check(services, "freshness", checked, checked="pipelines_checked")
 
 
 @router.post("/freshness", scope="admin", response=FreshnessReport)
 async def freshness_check(request: Request) -> dict[str, Any]:
     """Run the freshness check now; returns stale pipelines (new and already logged)."""
-    return await run(services_of(request))
+    services = services_of(request)
+    report = await run(services)
+    return report | {"learned_findings": await learned_findings(services, "stale")}
 
 
 def setup(services: Services) -> None:

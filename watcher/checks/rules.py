@@ -104,7 +104,9 @@ def resolve_schedule(child: Mapping[str, Any], parent: Mapping[str, Any]) -> Sch
     return None
 
 
-def split_row(row: Mapping[str, Any], parent_prefix: str = "type_") -> tuple[dict, dict]:
+def split_row(
+    row: Mapping[str, Any], parent_prefix: str = "type_"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A joined pipeline+type row → (child columns, parent columns); type columns are prefixed."""
     child: dict[str, Any] = {}
     parent: dict[str, Any] = {}

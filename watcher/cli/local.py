@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from watcher import __version__
-from watcher.cli import remote, tokens
+from watcher.cli import remote, spool, tokens
 from watcher.cli.database import database_url
 from watcher.config import Settings, load_settings
 
@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(func=cmd_migrate)
     tokens.register(sub)
     remote.register(sub)
+    spool.register(sub)
     _with_exit_codes(parser)
     return parser
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 import orjson
@@ -27,6 +27,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
 from watcher.db.engine import is_outage, unavailable
@@ -39,7 +41,8 @@ class Statement:
 
     def __init__(self, clause: Executable) -> None:
         self.clause = clause
-        compiled = clause.compile(dialect=PGDialect_asyncpg())
+        dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+        compiled = cast(SQLCompiler, cast(ClauseElement, clause).compile(dialect=dialect))
         self.sql = str(compiled)
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
         # Values Core put in the statement itself (`.limit(1)` is `LIMIT $1`).
@@ -84,14 +87,18 @@ class DriverSession:
 
     async def fetchrow(self, statement: Statement, params: Mapping[str, Any]) -> Row | None:
         try:
-            return await self.conn.fetchrow(statement.sql, *statement.args(params))
+            row: Row | None = await self.conn.fetchrow(statement.sql, *statement.args(params))
+            return row
         except asyncpg.IntegrityConstraintViolationError as error:
             raise ConstraintViolated(getattr(error, "constraint_name", None)) from error
 
-    async def fetch(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list:
+    async def fetch(
+        self, statement: Statement, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
         """Every row at once (the driver builds them in C; SQLAlchemy's async cursor fetches
         and wraps one row at a time, most of the time a large read spends)."""
-        return await self.conn.fetch(statement.sql, *statement.args(params or {}))
+        rows: list[Any] = await self.conn.fetch(statement.sql, *statement.args(params or {}))
+        return rows
 
 
 class AlchemySession:
@@ -105,7 +112,7 @@ class AlchemySession:
             row = (await self.conn.execute(statement.clause, dict(params))).first()
         except IntegrityError as error:
             raise ConstraintViolated(_constraint_name(error)) from error
-        return None if row is None else row._mapping
+        return None if row is None else cast(Row, row._mapping)
 
 
 def _constraint_name(error: BaseException) -> str | None:

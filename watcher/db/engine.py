@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from watcher.config import Settings
-from watcher.errors import Unavailable
+from watcher.errors import Busy, Unavailable
 
 
 def async_url(url: str) -> str:
@@ -45,7 +45,6 @@ _OUTAGE_SQLSTATES = {
     "57P01",  # admin_shutdown
     "57P02",  # crash_shutdown
     "57P03",  # cannot_connect_now (starting up / shutting down)
-    "53300",  # too_many_connections
     "08000",
     "08003",
     "08006",
@@ -60,6 +59,12 @@ _TRANSIENT_SQLSTATES = {
     "40001",  # serialization_failure
     "55P03",  # lock_not_available (lock_timeout, NOWAIT)
 }
+# Up and answering, but out of capacity: PostgreSQL refuses more sessions (max_connections,
+# or a role/database connection limit). Busy, like an exhausted pool — not an outage.
+_SATURATED_SQLSTATES = {
+    "53300",  # too_many_connections
+}
+BUSY_MESSAGE = "busy: every database connection is in use, retry later"
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -77,18 +82,39 @@ def sqlstate(error: BaseException) -> str | None:
     return next((s for e in _chain(error) if (s := getattr(e, "sqlstate", None))), None)
 
 
+def constraint_name(error: BaseException) -> str | None:
+    """The name of the constraint that refused the statement, somewhere in `error`'s chain."""
+    return next((n for e in _chain(error) if (n := getattr(e, "constraint_name", None))), None)
+
+
+def is_saturated(error: BaseException) -> bool:
+    """True when `error` means "no connection free for now": the pool stayed exhausted for
+    `db_pool_timeout_seconds` (every connection busy with other requests, a burst), or
+    PostgreSQL refused another session (too_many_connections). The database is fine; the
+    request was queued as long as allowed and may be retried. Never an outage: nothing is
+    invalidated, and the answer says "busy", not "unavailable"."""
+    for current in _chain(error):
+        if isinstance(current, sa_exc.TimeoutError):  # QueuePool: waited pool_timeout
+            return True
+        if isinstance(current, asyncpg.exceptions.TooManyConnectionsError):
+            return True
+        if getattr(current, "sqlstate", None) in _SATURATED_SQLSTATES:
+            return True
+    return False
+
+
 def is_outage(error: BaseException) -> bool:
-    """True when `error` means "the database is unreachable", as opposed to a bad statement."""
+    """True when `error` means "the database is unreachable", as opposed to a bad statement
+    or a saturated pool (`is_saturated`)."""
+    if is_saturated(error):
+        return False
     for current in _chain(error):
         if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, sa_exc.TimeoutError):  # pool exhausted for pool_timeout
             return True
         if isinstance(
             current,
             asyncpg.exceptions.ConnectionDoesNotExistError
             | asyncpg.exceptions.CannotConnectNowError
-            | asyncpg.exceptions.TooManyConnectionsError
             | asyncpg.exceptions.InterfaceError
             # A pooled connection that PostgreSQL's shutdown notice reached while idle is left
             # mid-error ("cannot switch to state 12; another operation (2) is in progress"):
@@ -108,8 +134,9 @@ def is_outage(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    """True when `error` is an outage, or a statement cancelled for now (statement timeout,
-    deadlock, serialization failure, lock not available): retrying later may succeed.
+    """True when `error` is an outage, a saturated pool, or a statement cancelled for now
+    (statement timeout, deadlock, serialization failure, lock not available): retrying
+    later may succeed.
 
     Kept apart from `is_outage`, which means "unreachable" only: a timed-out statement says
     nothing about the connection, which stays in the pool."""
@@ -118,6 +145,8 @@ def is_transient(error: BaseException) -> bool:
 
 def unavailable(error: BaseException) -> Unavailable | None:
     """The 503 for a transient `error` (the reason in words, never the SQL), or None."""
+    if is_saturated(error):
+        return Busy(BUSY_MESSAGE)
     if is_outage(error):
         return Unavailable("database unavailable, retry later")
     if sqlstate(error) in _TRANSIENT_SQLSTATES:

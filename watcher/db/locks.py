@@ -23,3 +23,6 @@ REPARENT = 0x0E7E_A9E1
 # of a job's pipeline name or a runId): the events of one job or run are serialised. Two-key
 # locks live in a key space of their own, apart from the single-key ones above.
 OPENLINEAGE_RUN = 0x0E7E_A9E2
+# Transaction lock of the incidents job: two runs (a leadership handover) place problems
+# one at a time, so each change is written once.
+INCIDENTS = 0x1C1D_E475

@@ -17,7 +17,6 @@ Invariants kept by the database itself rather than by the code:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -68,13 +67,13 @@ def _id() -> Column[int]:
     return Column("id", BigInteger, Identity(always=False), primary_key=True)
 
 
-def _created_at() -> Column[datetime]:
+def _created_at() -> Column[Any]:
     return Column(
         "created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
 
 
-def _updated_at() -> Column[datetime]:
+def _updated_at() -> Column[Any]:
     return Column(
         "updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
@@ -335,6 +334,22 @@ pruned_log_count = Table(
     ),
 )
 
+# Watcher's own ingestion availability (watcher.availability): one row per replica and
+# uninterrupted stretch of heartbeats. A replica upserts its row every few seconds; one that
+# could not beat for longer than the tolerance (its process died, its database was away)
+# starts a new row, so the holes between rows are the windows Watcher was blind in.
+ingest_heartbeat = Table(
+    "ingest_heartbeat",
+    metadata,
+    Column("replica", Text, primary_key=True),
+    Column("segment_start", DateTime(timezone=True), primary_key=True),
+    Column("beat_at", DateTime(timezone=True), nullable=False),
+    Column("ingested", BigInteger, nullable=False),  # executions started/ended in the segment
+    CheckConstraint("beat_at >= segment_start", name="beat_after_start"),
+    CheckConstraint("ingested >= 0", name="ingested_non_negative"),
+    Index("ix_ingest_heartbeat_beat_at", "beat_at"),
+)
+
 anomaly_detection_rule = Table(
     "anomaly_detection_rule",
     metadata,
@@ -473,6 +488,124 @@ address_lineage_closure = Table(
     Index("ix_address_lineage_closure_target_address_id", "target_address_id"),
 )
 
+# --- incidents (issue 15) -------------------------------------------------------------------
+
+# Distinct (parent pipeline, child pipeline) pairs of nested executions: the nesting half of
+# the pipeline graph, appended when an execution is first nested (ON CONFLICT DO NOTHING), so
+# the graph never scans the execution history.
+pipeline_nesting = Table(
+    "pipeline_nesting",
+    metadata,
+    Column(
+        "parent_pipeline_id",
+        BigInteger,
+        ForeignKey("pipeline.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "child_pipeline_id",
+        BigInteger,
+        ForeignKey("pipeline.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    _created_at(),
+    CheckConstraint("parent_pipeline_id <> child_pipeline_id", name="not_self"),
+    Index("ix_pipeline_nesting_child_pipeline_id", "child_pipeline_id"),
+)
+
+INCIDENT_PROBLEMS = ("failed", "missed", "overdue", "stale", "anomalous")
+_PROBLEM_SQL = ", ".join(f"'{k}'" for k in INCIDENT_PROBLEMS)
+
+# One incident per root cause; ids come from the engine's state (max + 1), never reused.
+incident = Table(
+    "incident",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column(
+        "root_pipeline_id",
+        BigInteger,
+        ForeignKey("pipeline.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("promoted_from_id", BigInteger, ForeignKey("incident.id", ondelete="SET NULL")),
+    Column("acknowledged_by", Text),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    CheckConstraint("resolved_at IS NULL OR resolved_at >= opened_at", name="resolved_after"),
+    CheckConstraint(
+        "(acknowledged_by IS NULL) = (acknowledged_at IS NULL)", name="acknowledged_pair"
+    ),
+    Index(
+        "ux_incident_open_root",
+        "root_pipeline_id",
+        unique=True,
+        postgresql_where=text("resolved_at IS NULL"),
+    ),
+    Index("ix_incident_opened_at", "opened_at"),
+)
+
+# A problem of an incident: depth 0 = the root's own problem, else impact at that many hops.
+# Detached rows are the incident's history; an active problem is in one place only.
+incident_impact = Table(
+    "incident_impact",
+    metadata,
+    _id(),
+    Column(
+        "incident_id",
+        BigInteger,
+        ForeignKey("incident.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("kind", Text, nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("attached_at", DateTime(timezone=True), nullable=False),
+    Column("also_upstream", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
+    Column("detail", Text, nullable=False, server_default=text("''")),
+    Column("detached_at", DateTime(timezone=True)),
+    Column("detach_reason", Text),
+    CheckConstraint(f"kind IN ({_PROBLEM_SQL})", name="kind_known"),
+    CheckConstraint("depth >= 0", name="depth_nonneg"),
+    CheckConstraint(
+        "detach_reason IS NULL OR detach_reason IN ('cleared', 'unlinked', 'root_resolved')",
+        name="reason_known",
+    ),
+    CheckConstraint("(detached_at IS NULL) = (detach_reason IS NULL)", name="detached_pair"),
+    Index(
+        "ux_incident_impact_active",
+        "pipeline_id",
+        "kind",
+        unique=True,
+        postgresql_where=text("detached_at IS NULL"),
+    ),
+)
+
+# Problems left broken by a resolved incident, waiting out the grace before promotion.
+incident_pending = Table(
+    "incident_pending",
+    metadata,
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("kind", Text, primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "from_incident_id",
+        BigInteger,
+        ForeignKey("incident.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("depth", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint(f"kind IN ({_PROBLEM_SQL})", name="kind_known"),
+)
+
 api_token = Table(
     "api_token",
     metadata,
@@ -484,4 +617,100 @@ api_token = Table(
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     _created_at(),
+)
+
+# Learned expectations (watcher/expectations, watcher/checks/learned). One row per pipeline
+# that has been learned or has feedback: the settings the user gave (sensitivity, opt-out,
+# "retrain from") and the last learned `Expectations` (JSONB, `Expectations.to_json`).
+# `learned_through` is the latest execution start the learning saw: the learn job relearns
+# only pipelines with a later start (incremental; see `learned.store`).
+SENSITIVITIES = ("low", "medium", "high")
+_SENSITIVITY_SQL = ", ".join(f"'{s}'" for s in SENSITIVITIES)
+pipeline_expectation = Table(
+    "pipeline_expectation",
+    metadata,
+    Column(
+        "pipeline_id",
+        BigInteger,
+        ForeignKey("pipeline.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("expectations", JSONB),
+    Column("trained_at", DateTime(timezone=True)),
+    Column("learned_through", DateTime(timezone=True)),
+    Column("sensitivity", Text),
+    Column("opted_out", Boolean, nullable=False, server_default=text("false")),
+    Column("retrain_from", DateTime(timezone=True)),
+    _updated_at(),
+    CheckConstraint(
+        f"sensitivity is null or sensitivity in ({_SENSITIVITY_SQL})", name="sensitivity_valid"
+    ),
+)
+
+# Per-type defaults of the same settings; a pipeline's own setting wins.
+pipeline_type_expectation = Table(
+    "pipeline_type_expectation",
+    metadata,
+    Column(
+        "pipeline_type_id",
+        BigInteger,
+        ForeignKey("pipeline_type.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("sensitivity", Text),
+    Column("opted_out", Boolean, nullable=False, server_default=text("false")),
+    _updated_at(),
+    CheckConstraint(
+        f"sensitivity is null or sensitivity in ({_SENSITIVITY_SQL})", name="sensitivity_valid"
+    ),
+)
+
+# The user's word on one run: 'fine' (a flagged run is normal: train on it) or 'excluded'
+# (never train on it).
+expectation_feedback = Table(
+    "expectation_feedback",
+    metadata,
+    Column(
+        "pipeline_execution_id",
+        BigInteger,
+        ForeignKey("pipeline_execution.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("verdict", Text, nullable=False),
+    _created_at(),
+    CheckConstraint("verdict in ('fine', 'excluded')", name="verdict_valid"),
+    Index("ix_expectation_feedback_pipeline_id", "pipeline_id"),
+)
+
+# Findings of the learned check, logged once per (pipeline, kind, metric, subject): the
+# subject is the late slot's due time, the overdue or anomalous run's start, or the last
+# change of a stale pipeline. `expected` holds the band / slot the finding broke.
+LEARNED_KINDS = ("late_start", "overdue", "stale", "anomaly")
+_KINDS_SQL = ", ".join(f"'{k}'" for k in LEARNED_KINDS)
+learned_finding_log = Table(
+    "learned_finding_log",
+    metadata,
+    _id(),
+    Column(
+        "pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("kind", Text, nullable=False),
+    Column("metric", Text, nullable=False, server_default=text("''")),
+    Column("subject", DateTime(timezone=True), nullable=False),
+    Column(
+        "pipeline_execution_id",
+        BigInteger,
+        ForeignKey("pipeline_execution.id", ondelete="CASCADE"),
+    ),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("expected", JSONB, nullable=False),
+    Column("message", Text, nullable=False),
+    _created_at(),
+    CheckConstraint(f"kind in ({_KINDS_SQL})", name="kind_valid"),
+    UniqueConstraint("pipeline_id", "kind", "metric", "subject"),
+    Index("ix_learned_finding_log_created_at", "created_at"),
+    Index("ix_learned_finding_log_pipeline_execution_id", "pipeline_execution_id"),
 )

@@ -2,13 +2,24 @@
 
 A pure core, no I/O: `graph` (which pipelines are upstream of which, and the pipeline_closure
 rows), `attachment` (the `step` transition deciding which problems open, join, leave and
-resolve incidents) and `summary` (message text). The design note is
-/work/notes/issue15-design.md.
+resolve incidents) and `summary` (message text). docs/incidents.md explains
+the behaviour.
 """
 
 from __future__ import annotations
 
-from watcher.incidents.attachment import (
+from watcher.incidents.attachment import acknowledge, step
+from watcher.incidents.graph import (
+    ClosureDiff,
+    ClosureRow,
+    LineageEdge,
+    NestingPair,
+    PipelineGraph,
+    closure_delta,
+    closure_rows,
+    diff_rows,
+)
+from watcher.incidents.model import (
     DEFAULT_GRACE,
     Attached,
     Change,
@@ -26,18 +37,6 @@ from watcher.incidents.attachment import (
     ProblemKind,
     Promoted,
     Resolved,
-    acknowledge,
-    step,
-)
-from watcher.incidents.graph import (
-    ClosureDiff,
-    ClosureRow,
-    LineageEdge,
-    NestingPair,
-    PipelineGraph,
-    closure_delta,
-    closure_rows,
-    diff_rows,
 )
 
 __all__ = [

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from watcher.incidents.attachment import Incident, ProblemKind, Resolved
 from watcher.incidents.graph import PipelineGraph
+from watcher.incidents.model import Incident, ProblemKind, Resolved
 
 MAX_NAMES = 3
 

@@ -24,7 +24,6 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from watcher.events import (
     ExecutionEnded,
@@ -32,7 +31,12 @@ from watcher.events import (
     JobFinished,
     RequestFinished,
 )
-from watcher.metrics.exposition import counter_header, encode_snapshot, escape_label_value
+from watcher.metrics.exposition import (
+    counter_header,
+    encode_snapshot,
+    escape_label_value,
+    go_float,
+)
 from watcher.metrics.families import _pipeline_families
 from watcher.metrics.snapshot import PIPELINES_DOC, Snapshot
 from watcher.scheduler import Scheduler
@@ -138,7 +142,7 @@ class PipelineCounters(Collector):
         out: list[str] = []
         for sums, items in copies:
             out.append(counter_header(sums.name, sums.documentation, openmetrics))
-            out += [f"{sums.prefix(key)}{floatToGoString(value)}\n" for key, value in items]
+            out += [f"{sums.prefix(key)}{go_float(value)}\n" for key, value in items]
         return "".join(out).encode()
 
     def _families(self) -> tuple[_Sums, ...]:

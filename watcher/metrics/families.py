@@ -8,6 +8,8 @@ from datetime import datetime
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from watcher.db.schema import LEARNED_KINDS
+from watcher.metrics.learned import gauges
 from watcher.metrics.snapshot import (
     _PIPELINE_LABELS,
     TIMELINESS_STATUSES,
@@ -31,7 +33,7 @@ class Family:
             self.name = name.removesuffix("_total")
             self.sample_name = f"{self.name}_total"
 
-    def metric_family(self) -> Metric:
+    def metric_family(self) -> GaugeMetricFamily | CounterMetricFamily:
         kind = GaugeMetricFamily if self.kind == "gauge" else CounterMetricFamily
         return kind(self.name, self.doc, labels=[*_PIPELINE_LABELS, *self.extra])
 
@@ -124,6 +126,52 @@ MISSED_RUNS = Family(
     "Scheduled runs that never started (cleanup never lowers it).",
     "counter",
 )
+EXPECTED_START = Family(
+    "watcher_pipeline_expected_start_timestamp_seconds",
+    "Learned: when the run after the latest start is due (absent under a configured cron).",
+    "gauge",
+    "rule_source",
+)
+EXPECTED_START_DEADLINE = Family(
+    "watcher_pipeline_expected_start_deadline_timestamp_seconds",
+    "Learned: the due start plus its learned tolerance; later than this the run is late.",
+    "gauge",
+    "rule_source",
+)
+EXPECTED_SCHEDULE = Family(
+    "watcher_pipeline_expected_schedule_info",
+    "Learned schedule in words (the `schedule` label), 1 while it is in force.",
+    "gauge",
+    "rule_source",
+    "schedule",
+)
+EXPECTED_DURATION = Family(
+    "watcher_pipeline_expected_duration_seconds",
+    "Learned duration band of the latest ended run (bound = lower or upper).",
+    "gauge",
+    "rule_source",
+    "bound",
+)
+EXPECTED_ROWS = Family(
+    "watcher_pipeline_expected_rows",
+    "Learned band of the latest ended run's rows, by DML operation (bound = lower or upper).",
+    "gauge",
+    "rule_source",
+    "operation",
+    "bound",
+)
+EXPECTED_FRESHNESS = Family(
+    "watcher_pipeline_expected_freshness_seconds",
+    "Learned: the longest usual gap between changes of the pipeline's targets.",
+    "gauge",
+    "rule_source",
+)
+LEARNED_FINDINGS = Family(
+    "watcher_pipeline_learned_findings_total",
+    "Findings of the learned check, by kind (late_start, overdue, stale, anomaly).",
+    "counter",
+    "kind",
+)
 
 # Exposition order (the order of `_samples` within a pipeline does not matter).
 FAMILIES: tuple[Family, ...] = (
@@ -147,6 +195,13 @@ FAMILIES: tuple[Family, ...] = (
     TIMELINESS_VIOLATIONS,
     FRESHNESS_VIOLATIONS,
     MISSED_RUNS,
+    EXPECTED_START,
+    EXPECTED_START_DEADLINE,
+    EXPECTED_SCHEDULE,
+    EXPECTED_DURATION,
+    EXPECTED_ROWS,
+    EXPECTED_FRESHNESS,
+    LEARNED_FINDINGS,
 )
 
 Sample = tuple[Family, tuple[str, ...], float]
@@ -190,6 +245,31 @@ def pipeline_samples(s: PipelineState, now: datetime) -> Iterator[Sample]:
         yield TIMELINESS_VIOLATIONS, (status,), s.timeliness_violations.get(status, 0)
     yield FRESHNESS_VIOLATIONS, (), s.freshness_violations
     yield MISSED_RUNS, (), s.missed_runs
+    if s.learned is not None:
+        yield from _learned_samples(s)
+
+
+def _learned_samples(s: PipelineState) -> Iterator[Sample]:
+    assert s.learned is not None
+    last = s.last_execution
+    last_start = None if last is None else last.start_date
+    starts = [t for t in (last_start, s.oldest_running_start) if t is not None]
+    g = gauges(s.learned, max(starts) if starts else None, last_start)
+    src = ("learned",)
+    if g.next_start is not None and g.start_deadline is not None and g.schedule is not None:
+        yield EXPECTED_START, src, g.next_start
+        yield EXPECTED_START_DEADLINE, src, g.start_deadline
+        yield EXPECTED_SCHEDULE, (*src, g.schedule), 1
+    if g.duration is not None:
+        yield EXPECTED_DURATION, (*src, "lower"), g.duration[0]
+        yield EXPECTED_DURATION, (*src, "upper"), g.duration[1]
+    for operation, (low, high) in g.rows.items():
+        yield EXPECTED_ROWS, (*src, operation, "lower"), low
+        yield EXPECTED_ROWS, (*src, operation, "upper"), high
+    if g.freshness_seconds is not None:
+        yield EXPECTED_FRESHNESS, src, g.freshness_seconds
+    for kind in LEARNED_KINDS:
+        yield LEARNED_FINDINGS, (kind,), s.learned.findings.get(kind, 0)
 
 
 def _pipeline_families(states: Iterable[PipelineState], now: datetime) -> Iterator[Metric]:

@@ -17,7 +17,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import func, select, text, true
 from watcher.checks.rules import Rule, resolve, split_row
 from watcher.db import schema
 from watcher.db.driver import DriverSession, Statement
+from watcher.metrics.learned import LearnedState, load_learned
 
 DML_OPERATIONS = ("insert", "update", "soft_delete", "total")
 TIMELINESS_STATUSES = ("running", "completed")
@@ -96,6 +97,7 @@ class PipelineState:
     timeliness_violations: Mapping[str, int] = field(default_factory=dict)
     freshness_violations: int = 0
     missed_runs: int = 0
+    learned: LearnedState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,7 @@ async def load_snapshot(db: DriverSession, now: datetime) -> Snapshot:
         anomalies[row["pipeline_id"]].append(row)
     pruned = {(pid, kind, label): n for pid, kind, label, n in await db.fetch(PRUNED)}
     inactive = (await db.fetch(INACTIVE))[0][0]
+    learned = await load_learned(db)
     states = tuple(
         build_state(
             row,
@@ -243,6 +246,11 @@ async def load_snapshot(db: DriverSession, now: datetime) -> Snapshot:
         )
         for row in pipelines
     )
+    if learned:
+        states = tuple(
+            replace(state, learned=learned[row["id"]]) if row["id"] in learned else state
+            for state, row in zip(states, pipelines, strict=True)
+        )
     return Snapshot(now, time.perf_counter() - started, states, inactive)
 
 

@@ -79,14 +79,13 @@ async def record_addresses(ctx: Ingest, datasets: list[Any]) -> None:
     for name in sorted(specs):
         spec, dataset = specs[name]
         address_id = await ensure_address(ctx, spec)
-        if dataset.facets:
-            await merge_metadata(
-                ctx.conn,
-                "address",
-                "address_metadata",
-                address_id,
-                described(dataset.namespace, dataset.name, dataset.facets),
-            )
+        await merge_metadata(
+            ctx.conn,
+            "address",
+            "address_metadata",
+            address_id,
+            described(dataset.namespace, dataset.name, dataset.facets),
+        )
 
 
 async def ensure_address(ctx: Ingest, spec: addresses.AddressSpec) -> int:

@@ -56,7 +56,13 @@ from watcher.openlineage.events import (
     RunFacets,
     parse_event,
 )
-from watcher.openlineage.mapping import address_spec, bounded, merge_metadata, pipeline_name
+from watcher.openlineage.mapping import (
+    address_spec,
+    bounded,
+    described,
+    merge_metadata,
+    pipeline_name,
+)
 from watcher.openlineage.runs import (
     Ingest,
     adopt_parent,
@@ -301,9 +307,13 @@ async def ingest_job(ctx: Ingest, event: JobEvent) -> dict[str, Any]:
 async def ingest_dataset(ctx: Ingest, event: DatasetEvent) -> dict[str, Any]:
     spec = address_spec(event.dataset)
     ids = await addresses.ensure(ctx.conn, [spec])
-    assert spec.address_metadata is not None
+    dataset = event.dataset
     await merge_metadata(
-        ctx.conn, "address", "address_metadata", ids[spec.name], spec.address_metadata
+        ctx.conn,
+        "address",
+        "address_metadata",
+        ids[spec.name],
+        described(dataset.namespace, dataset.name, dataset.facets),
     )
     return {"event_type": "DATASET", "address_id": ids[spec.name], "status": "recorded"}
 

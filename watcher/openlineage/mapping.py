@@ -83,6 +83,8 @@ def address_spec(dataset: Dataset) -> addresses.AddressSpec:
     fold = folds_case(kind)
     database, schema, table = table_parts(group, dataset.name.lower() if fold else dataset.name)
     # Constructed, not validated: AddressSpec lowercases names as the original HTTP API does.
+    # No metadata: addresses.ensure would replace the stored facets with this event's (often
+    # none); the callers merge `described(...)` into them instead, facet by facet.
     return addresses.AddressSpec.model_construct(
         name=fit_name(dataset_uri(dataset.namespace, dataset.name), fold),
         address_type_name=kind,
@@ -91,7 +93,7 @@ def address_spec(dataset: Dataset) -> addresses.AddressSpec:
         schema_name=schema,
         table_name=table,
         primary_key=None,
-        address_metadata=described(dataset.namespace, dataset.name, dataset.facets),
+        address_metadata=None,
     )
 
 

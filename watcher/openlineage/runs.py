@@ -132,6 +132,14 @@ FROM pipeline_execution_closure up, pipeline_execution_closure sub
 WHERE up.descendant_id = :parent AND sub.ancestor_id = :id
 """)
 
+# The pipeline graph's nesting pair of the move (see executions.START_SQL).
+NESTING = text("""
+INSERT INTO pipeline_nesting (parent_pipeline_id, child_pipeline_id)
+SELECT p.pipeline_id, c.pipeline_id FROM pipeline_execution c, pipeline_execution p
+WHERE c.id = :id AND p.id = :parent AND p.pipeline_id <> c.pipeline_id
+ON CONFLICT DO NOTHING
+""")
+
 
 async def reparent(ctx: Ingest, execution_id: int, old: int | None, parent_id: int) -> None:
     """Move an execution and its subtree under `parent_id`, closure rows included."""
@@ -149,6 +157,7 @@ async def reparent(ctx: Ingest, execution_id: int, old: int | None, parent_id: i
         raise Conflict(f"execution {execution_id} was re-parented concurrently, retry")
     await ctx.conn.execute(DETACH, {"id": execution_id})
     await ctx.conn.execute(ATTACH, {"id": execution_id, "parent": parent_id})
+    await ctx.conn.execute(NESTING, {"id": execution_id, "parent": parent_id})
 
 
 async def adopt_parent(ctx: Ingest, event: RunEvent, found: Any) -> None:

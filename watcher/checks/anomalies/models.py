@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field
 
 from watcher import crud
+from watcher.checks.learned.judge import LoggedLearnedFinding
 from watcher.db.schema import ANOMALY_METRICS
 from watcher.fields import Body, Id, MetricField, Row
 
@@ -34,7 +35,12 @@ class RuleCreate(Body):
 
 
 class RulePatch(Body):
+    """Every field but `id` optional. `pipeline_id` and `metric_field` move the rule, as the
+    original Watcher's PATCH does (its results stay with the rule)."""
+
     id: Id
+    pipeline_id: Id | None = None
+    metric_field: Metric | None = None
     z_threshold: ZThreshold | None = None
     lookback_days: LookbackDays | None = None
     minimum_executions: MinimumExecutions | None = None
@@ -89,3 +95,5 @@ class Detection(BaseModel):
     new_results: int
     anomalies: int
     results: list[DetectionResult]
+    # The execution's metrics outside their learned band (metrics without an active rule).
+    learned_findings: list[LoggedLearnedFinding] = []

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
@@ -20,14 +21,16 @@ from watcher.checks.anomalies.models import (
     RuleQuery,
     Unflag,
 )
-from watcher.db.engine import transaction
+from watcher.checks.learned.check import findings_of as learned_findings
+from watcher.db.engine import sqlstate, transaction
 from watcher.db.schema import anomaly_detection_rule
-from watcher.errors import NotFound
+from watcher.errors import Conflict, NotFound
 from watcher.events import ExecutionEnded
 from watcher.routing import Reply, Router, path_id
 from watcher.services import Services, services_of
 
 router = Router("anomaly detection")
+FOREIGN_KEY_VIOLATION = "23503"
 # --- routes -------------------------------------------------------------------------------
 
 RESULTS = text("""
@@ -100,14 +103,34 @@ async def get_rule(request: Request) -> dict[str, Any]:
 
 @router.patch("/anomaly_detection_rule", body=RulePatch, response=Rule)
 async def patch_rule(request: Request, body: RulePatch) -> dict[str, Any]:
-    """Update a rule's threshold, lookback, minimum executions or active flag, by id."""
+    """Update a rule by id: threshold, lookback, minimum executions, active flag, and (as the
+    original Watcher does) its pipeline_id or metric_field."""
     services = services_of(request)
     key = crud.ByIdOrName(id=body.id)
-    changes = {k: getattr(body, k) for k in body.model_fields_set - {"id"}}
-    async with transaction(services.engine) as conn:
-        return await crud.patch(
-            conn, anomaly_detection_rule, key, changes, services.clock.now(), "rule"
-        )
+    changes = {
+        k: getattr(body, k)
+        for k in body.model_fields_set - {"id"}
+        if getattr(body, k) is not None or k not in ("pipeline_id", "metric_field")
+    }
+    try:
+        async with transaction(services.engine) as conn:
+            return await crud.patch(
+                conn, anomaly_detection_rule, key, changes, services.clock.now(), "rule"
+            )
+    except IntegrityError as error:
+        state = sqlstate(error)
+        if state == FOREIGN_KEY_VIOLATION:
+            raise NotFound(
+                f"pipeline {body.pipeline_id} not found",
+                [{"loc": ["body", "pipeline_id"], "msg": "no such pipeline"}],
+            ) from None
+        if state == crud.UNIQUE_VIOLATION:
+            field = "metric_field" if "metric_field" in changes else "pipeline_id"
+            raise Conflict(
+                "another rule already watches this pipeline's metric",
+                [{"loc": ["body", field], "msg": "a rule for (pipeline_id, metric_field) exists"}],
+            ) from None
+        raise
 
 
 @router.post("/anomaly_detection/detect/{pipeline_id:int}", scope="admin", response=Detection)
@@ -128,6 +151,9 @@ async def detect(request: Request) -> dict[str, Any]:
         "new_results": written or 0,
         "anomalies": sum(r["is_anomaly"] for r in results),
         "results": results,
+        "learned_findings": await learned_findings(
+            services, "anomaly", pipeline_id=pipeline_id, execution_id=latest
+        ),
     }
 
 

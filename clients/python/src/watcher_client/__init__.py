@@ -24,10 +24,12 @@ from watcher_client._errors import (
     RateLimited,
     ServerError,
     ServiceUnavailable,
+    Spooled,
     ValidationError,
     WatcherError,
     WatcherUnavailable,
 )
+from watcher_client._flush import flush as flush_spool
 from watcher_client._http import RetryPolicy
 from watcher_client._models import Address, Watermark
 from watcher_client._sync import WatcherClient
@@ -51,10 +53,12 @@ __all__ = [
     "Run",
     "ServerError",
     "ServiceUnavailable",
+    "Spooled",
     "Track",
     "ValidationError",
     "WatcherClient",
     "WatcherError",
     "WatcherUnavailable",
     "Watermark",
+    "flush_spool",
 ]

@@ -35,6 +35,17 @@ class WatcherUnavailable(WatcherError):
     retryable = True
 
 
+class Spooled(WatcherUnavailable):
+    """Watcher could not take the call (an outage past the retries); it is in the local spool
+    and will be replayed. `run_id` is the spooled start's (None for other calls)."""
+
+    retryable = False
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class InvalidResponse(WatcherError):
     pass
 

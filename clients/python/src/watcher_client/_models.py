@@ -7,7 +7,7 @@ than the server must keep working.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 # Stored as text by Watcher: ints and dates are sent as their text form (ISO 8601 for dates).
 Watermark = str | int | date | datetime
@@ -143,6 +143,7 @@ class Execution(TypedDict, total=False):
     execution_metadata: JSON | None
     anomaly_flags: JSON | None
     children: list[Execution]
+    child_executions: list[Execution]  # the original Watcher's list, its item shape
 
 
 class LineageCreated(TypedDict):
@@ -164,6 +165,13 @@ class LineageGraph(TypedDict):
     address_name: str
     upstream: list[Related]
     downstream: list[Related]
+
+
+class NodeGraph(TypedDict):
+    """`GET /lineage-graph/`: the original Watcher's graph around an address."""
+
+    nodes: list[JSON]
+    edges: list[JSON]
 
 
 class AddressType(TypedDict, total=False):
@@ -318,3 +326,10 @@ class LineageBatchResult(TypedDict):
     accepted: int
     rejected: int
     results: list[LineageBatchItem]
+
+
+class ExpectationSettings(TypedDict, total=False):
+    """Learning settings of a pipeline or type; sensitivity None inherits (type, then medium)."""
+
+    sensitivity: Literal["low", "medium", "high"] | None
+    opted_out: bool

@@ -17,6 +17,11 @@ Closing it:
 Fail-open: any `WatcherError` on the way is logged once per top-level run (children share
 the warning) on the `watcher_client` logger, and the user's code runs untracked; with
 `strict=True` it is raised instead.
+
+Spooling (`_spool`): when the failure is an outage (unreachable, 5xx, 429 past the retries)
+and the client has a spool, the steps still to come are yielded as `SPOOL` calls instead:
+the pipeline sync, the start (naming the pipeline when its id is unknown) and, at the end,
+the end carrying its start so the replay can find its execution. The run is then `spooled`.
 """
 
 from __future__ import annotations
@@ -37,10 +42,14 @@ from watcher_client._errors import (
 )
 from watcher_client._http import compact, pipeline_body, start_body, watermark_text
 from watcher_client._models import JSON, Address, Watermark
+from watcher_client._spool import spoolable
 
 logger = logging.getLogger("watcher_client")
 
 Call = tuple[str, str, dict[str, Any]]
+# A step for the local spool instead of Watcher: (SPOOL, kind, entry); the driver answers True
+# when the entry is on disk, False when there is no spool (or it dropped the run).
+SPOOL = "SPOOL"
 Steps = Generator[Call, Any, None]
 ERROR_MESSAGE_LIMIT = 4000
 
@@ -71,12 +80,14 @@ class BaseRun:
         self.spec = spec
         self.name = spec.name
         self.parent = parent
-        self.session = parent.session if parent else _Session()
+        self.session: _Session = parent.session if parent else _Session()
         self.run_id = str(uuid4())
         self.pipeline_id: int | None = None
         self.execution_id: int | None = None
         self.load_lineage: bool | None = None
         self.skipped = False
+        self.spooled = False
+        self._start: JSON | None = None  # the start body, once it had to be spooled
         self.inserts: int | None = None
         self.updates: int | None = None
         self.soft_deletes: int | None = None
@@ -125,12 +136,17 @@ class BaseRun:
             return
         self.session.warned = True
         logger.warning(
-            "watcher: %s for pipeline %r failed, the pipeline itself is unaffected "
-            "(this run may be missing from Watcher): %s",
+            "watcher: %s for pipeline %r failed, the pipeline itself is unaffected (%s): %s",
             step,
             self.name,
+            "the run is spooled and will be replayed"
+            if self.spooled
+            else "this run may be missing from Watcher",
             error,
         )
+
+    def may_spool(self, error: WatcherError) -> bool:
+        return not self.spec.strict and spoolable(error)
 
     def end_body(self, error: BaseException | None) -> JSON:
         metadata = dict(self.metadata)
@@ -164,15 +180,22 @@ def _end_date(started_at: datetime | None) -> datetime:
 def opening(run: BaseRun) -> Steps:
     """Steps 1-3 of the module docstring."""
     spec = run.spec
-    if run.parent is not None and not run.parent.tracked:
+    parent = run.parent
+    if parent is not None and not parent.tracked and not parent.spooled:
         return  # the parent already failed open (and warned); its children run untracked too
     body = pipeline_body(spec.name, spec.pipeline_type_name, spec.config)
     if run._next_watermark is not None:
         body["next_watermark"] = run._next_watermark
+    if parent is not None and parent.spooled:
+        # Its parent's execution id is known only at replay: spool this run whole.
+        yield from _spool_start(run, body, None)
+        return
     try:
         synced = yield ("POST", "/pipeline", body)
         run.pipeline_id = _id(synced)
     except WatcherError as error:
+        if run.may_spool(error):
+            yield from _spool_start(run, body, None)
         run.fail_open(error, "syncing the pipeline")
         return
     run._watermark = synced.get("watermark")
@@ -185,32 +208,74 @@ def opening(run: BaseRun) -> Steps:
         try:
             yield ("POST", "/address_lineage", _lineage_body(run))
         except WatcherError as error:
-            run.fail_open(error, "posting lineage")
             if isinstance(error, WatcherUnavailable | ServerError):
-                return  # a start now would only wait out the same outage
+                # a start now would only wait out the same outage
+                if run.may_spool(error):
+                    lineage = _entry("POST", "/address_lineage", _lineage_body(run), run)
+                    if (yield (SPOOL, "lineage", lineage)):
+                        yield from _spool_start(run, None, run.pipeline_id)
+                run.fail_open(error, "posting lineage")
+                return
+            run.fail_open(error, "posting lineage")
     run._started_at = _now()
-    start = start_body(
-        run.pipeline_id,
-        None,
+    start = _start_body(run, run.pipeline_id)
+    try:
+        run.execution_id = _id((yield ("POST", "/start_pipeline_execution", start)))
+    except WatcherError as error:
+        if run.may_spool(error):
+            yield from _spool_start(run, None, run.pipeline_id)
+        run.fail_open(error, "starting the execution")
+
+
+def _start_body(run: BaseRun, pipeline_id: int | None) -> JSON:
+    assert run._started_at is not None
+    return start_body(
+        pipeline_id,
+        run.name if pipeline_id is None else None,
         run._started_at,
         run.parent.execution_id if run.parent else None,
         run._watermark,
         run._next_watermark,
         run.run_id,
     )
-    try:
-        run.execution_id = _id((yield ("POST", "/start_pipeline_execution", start)))
-    except WatcherError as error:
-        run.fail_open(error, "starting the execution")
+
+
+def _entry(method: str, path: str, body: JSON, run: BaseRun, **extra: Any) -> JSON:
+    return {"method": method, "path": path, "body": body, "run": run.run_id, **extra}
+
+
+def _spool_start(run: BaseRun, pipeline: JSON | None, pipeline_id: int | None) -> Steps:
+    """Spool the pipeline sync (when its id is unknown) and the start; mark the run spooled."""
+    if pipeline is not None and not (
+        yield (SPOOL, "pipeline", _entry("POST", "/pipeline", pipeline, run))
+    ):
+        return
+    if run._started_at is None:
+        run._started_at = _now()
+    start = _start_body(run, pipeline_id)
+    extra: JSON = {}
+    if run.parent is not None and run.parent.execution_id is None and run.parent._start:
+        extra = {"parent_run": run.parent.run_id, "parent_start": run.parent._start}
+    if (yield (SPOOL, "start", _entry("POST", "/start_pipeline_execution", start, run, **extra))):
+        run.spooled = True
+        run._start = start
 
 
 def closing(run: BaseRun, error: BaseException | None) -> Steps:
     """Step 4 of the module docstring."""
+    if run.spooled:
+        end = _entry("POST", "/end_pipeline_execution", run.end_body(error), run, start=run._start)
+        yield (SPOOL, "end", end)
+        return
     if run.execution_id is None:
         return
+    body = run.end_body(error)
     try:
-        yield ("POST", "/end_pipeline_execution", run.end_body(error))
+        yield ("POST", "/end_pipeline_execution", body)
     except WatcherError as failure:
+        if run.may_spool(failure):
+            spooled = yield (SPOOL, "end", _entry("POST", "/end_pipeline_execution", body, run))
+            run.spooled = bool(spooled)
         run.fail_open(failure, "ending the execution")
 
 
@@ -218,7 +283,7 @@ def _id(answer: Any) -> int:
     # A malformed answer must fail open like any other Watcher trouble, not crash the pipeline.
     if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
         raise InvalidResponse(f"expected an object with an integer id, got {answer!r:.200}")
-    return answer["id"]
+    return int(answer["id"])
 
 
 def _lineage_body(run: BaseRun) -> JSON:

@@ -1,3 +1,4 @@
+# Generated from _async.py by scripts/unasync.py: edit that file, then run the script.
 """`WatcherClient`: one method per route of the HTTP API, blocking, on `httpx.Client`."""
 
 from __future__ import annotations
@@ -6,15 +7,15 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Unpack, cast
 from uuid import uuid4
 
 import httpx
 
-from watcher_client import _http
-from watcher_client._errors import ValidationError
+from watcher_client import _flush, _http
+from watcher_client._errors import Spooled, ValidationError, WatcherError
 from watcher_client._models import (
     JSON,
     Address,
@@ -26,6 +27,7 @@ from watcher_client._models import (
     Detection,
     Execution,
     ExecutionFilter,
+    ExpectationSettings,
     FreshnessCheck,
     Heartbeat,
     LineageBatchResult,
@@ -33,6 +35,7 @@ from watcher_client._models import (
     LineageEventResult,
     LineageGraph,
     MissedRunsCheck,
+    NodeGraph,
     Pipeline,
     PipelineConfig,
     PipelineFields,
@@ -45,6 +48,7 @@ from watcher_client._models import (
     Watermark,
 )
 from watcher_client._run import Spec
+from watcher_client._spool import spoolable as _spoolable
 from watcher_client._track import Track
 
 logger = logging.getLogger("watcher_client")
@@ -56,7 +60,9 @@ class WatcherClient:
     `base_url` defaults to `WATCHER_URL`, then http://127.0.0.1:8000; `token` to
     `WATCHER_TOKEN`. Every request is retried on connection errors, timeouts, 429 and 5xx;
     every route is idempotent on the server (a start carries a run_id), so a retry never
-    records anything twice.
+    records anything twice. Runs (starts and ends) an outage outlasts the retries are kept in
+    a local spool (`spool_dir`, default WATCHER_SPOOL_DIR; `spool=False` turns it off) and
+    replayed in the background once Watcher answers again.
     """
 
     def __init__(
@@ -70,10 +76,14 @@ class WatcherClient:
         transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        spool: bool | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.settings = _http.Settings.resolve(
-            base_url, token, timeout, os.environ if env is None else env
-        )
+        environ = os.environ if env is None else env
+        self.settings = _http.Settings.resolve(base_url, token, timeout, environ)
+        # Calls an outage made impossible, kept on disk and replayed (`_spool`, `_flush`).
+        self.spool = _flush.spool_from_env(spool, spool_dir, environ, self.settings.base_url)
+        self._flusher = None if self.spool is None else _flush.Background(self.spool, self.settings)
         self.retry = retry or _http.RetryPolicy()
         self.strict = strict
         self._sleep = sleep
@@ -113,6 +123,8 @@ class WatcherClient:
             try:
                 response = self._send(method, path, body, params)
                 if response.is_success:
+                    if self._flusher is not None:
+                        self._flusher.succeeded()
                     return _http.decode(response)
                 error = _http.response_error(response)
             except _http.REQUEST_ERRORS as exc:
@@ -141,6 +153,28 @@ class WatcherClient:
             return self._send(method, path, None, None)
         except _http.REQUEST_ERRORS as exc:
             raise _http.request_error(exc) from exc
+
+    def _spool_call(self, kind: str, entry: Mapping[str, Any]) -> bool:
+        """Append one call to the spool; False when there is none (or it dropped the run)."""
+        if self.spool is None or self._flusher is None:
+            return False
+        fields = {k: v for k, v in entry.items() if k not in ("method", "path", "body", "run")}
+        run = entry.get("run")
+        stored = self.spool.append(
+            kind, entry["method"], entry["path"], entry["body"], run=run, **fields
+        )
+        if stored:
+            self._flusher.spooled()
+        return stored
+
+    def _spool_raw(self, error: WatcherError, kind: str, path: str, body: JSON) -> bool:
+        if not _spoolable(error):
+            return False
+        # The replay reports when the call was made, not when Watcher came back.
+        when = "start_date" if kind == "start" else "end_date"
+        body = {when: datetime.now(UTC), **body}
+        entry = {"method": "POST", "path": path, "body": body, "run": None}
+        return self._spool_call(kind, entry)
 
     # -- tracking --------------------------------------------------------------------------
 
@@ -191,7 +225,8 @@ class WatcherClient:
     def create_pipeline_type(self, name: str, **fields: Unpack[PipelineTypeFields]) -> PipelineType:
         """Create-or-get by name (case-insensitive)."""
         return cast(
-            PipelineType, self.request("POST", "/pipeline_type", body={"name": name, **fields})
+            PipelineType,
+            self.request("POST", "/pipeline_type", body={"name": name, **fields}),
         )
 
     def list_pipeline_types(
@@ -248,7 +283,11 @@ class WatcherClient:
         next_watermark: Watermark | None = None,
         run_id: str | None = None,
     ) -> Created:
-        """Start an execution. A run_id (a fresh uuid4 unless given) makes retries safe."""
+        """Start an execution. A run_id (a fresh uuid4 unless given) makes retries safe.
+
+        When an outage outlasts the retries the start is spooled (with its start_date, now
+        unless given) and `Spooled` is raised, carrying the run_id.
+        """
         body = _http.start_body(
             pipeline_id,
             pipeline_name,
@@ -258,7 +297,13 @@ class WatcherClient:
             next_watermark,
             run_id or str(uuid4()),
         )
-        return cast(Created, self.request("POST", "/start_pipeline_execution", body=body))
+        path = "/start_pipeline_execution"
+        try:
+            return cast(Created, self.request("POST", path, body=body))
+        except WatcherError as error:
+            if self._spool_raw(error, "start", path, body):
+                raise Spooled(f"start spooled after: {error}", body["run_id"]) from error
+            raise
 
     def end_execution(
         self,
@@ -272,7 +317,11 @@ class WatcherClient:
         total_rows: int | None = None,
         execution_metadata: JSON | None = None,
     ) -> None:
-        """End an execution; sending the same values again is a no-op on the server."""
+        """End an execution; sending the same values again is a no-op on the server.
+
+        When an outage outlasts the retries the end is spooled (with its end_date, now unless
+        given) and replayed later; the call returns as if it had been taken.
+        """
         body = _http.compact(
             id=execution_id,
             completed_successfully=completed_successfully,
@@ -283,7 +332,11 @@ class WatcherClient:
             total_rows=total_rows,
             execution_metadata=execution_metadata,
         )
-        self.request("POST", "/end_pipeline_execution", body=body)
+        try:
+            self.request("POST", "/end_pipeline_execution", body=body)
+        except WatcherError as error:
+            if not self._spool_raw(error, "end", "/end_pipeline_execution", body):
+                raise
 
     def get_execution(self, execution_id: int) -> Execution:
         return cast(Execution, self.request("GET", f"/pipeline_execution/{execution_id}"))
@@ -313,7 +366,8 @@ class WatcherClient:
 
     def update_address_type(self, id_or_name: int | str, **fields: Any) -> AddressType:
         return cast(
-            AddressType, self.request("PATCH", "/address_type", body={**_key(id_or_name), **fields})
+            AddressType,
+            self.request("PATCH", "/address_type", body={**_key(id_or_name), **fields}),
         )
 
     def create_address(self, address: Address) -> StoredAddress:
@@ -332,7 +386,8 @@ class WatcherClient:
 
     def update_address(self, id_or_name: int | str, **fields: Any) -> StoredAddress:
         return cast(
-            StoredAddress, self.request("PATCH", "/address", body={**_key(id_or_name), **fields})
+            StoredAddress,
+            self.request("PATCH", "/address", body={**_key(id_or_name), **fields}),
         )
 
     def create_lineage(
@@ -351,6 +406,17 @@ class WatcherClient:
             LineageGraph,
             self.request("GET", f"/address_lineage/{address_id}", params={"depth": depth}),
         )
+
+    def get_lineage_graph(self, source_address_id: int) -> NodeGraph:
+        """The original Watcher's lineage graph around an address: nodes and edges."""
+        return cast(
+            NodeGraph,
+            self.request("GET", "/lineage-graph/", params={"source_address_id": source_address_id}),
+        )
+
+    def refresh_lineage_graph(self) -> JSON:
+        """The original's refresh: a no-op in Watcher (the graph is always current)."""
+        return cast(JSON, self.request("POST", "/lineage-graph/refresh"))
 
     # -- anomaly detection -----------------------------------------------------------------
 
@@ -413,6 +479,78 @@ class WatcherClient:
 
     def check_missed_runs(self) -> MissedRunsCheck:
         return cast(MissedRunsCheck, self.request("POST", "/missed_runs"))
+
+    # -- learned expectations --------------------------------------------------------------
+
+    def get_expectations(self, pipeline_id: int) -> JSON:
+        """What was learned for the pipeline, or how much history learning still needs."""
+        return cast(JSON, self.request("GET", f"/pipeline/{pipeline_id}/expectations"))
+
+    def update_expectations(
+        self, pipeline_id: int, **settings: Unpack[ExpectationSettings]
+    ) -> JSON:
+        """Set the pipeline's sensitivity (None inherits) or opt it out of learning."""
+        path = f"/pipeline/{pipeline_id}/expectations"
+        return cast(JSON, self.request("PATCH", path, body=dict(settings)))
+
+    def update_type_expectations(
+        self, pipeline_type_id: int, **settings: Unpack[ExpectationSettings]
+    ) -> JSON:
+        """Set a pipeline type's default sensitivity or opt its pipelines out."""
+        path = f"/pipeline_type/{pipeline_type_id}/expectations"
+        return cast(JSON, self.request("PATCH", path, body=dict(settings)))
+
+    def expectation_feedback(
+        self, pipeline_id: int, pipeline_execution_id: int, verdict: str = "fine"
+    ) -> JSON:
+        """Mark a run "fine" (train on it though flagged) or "excluded" (never train on it)."""
+        body = {"pipeline_execution_id": pipeline_execution_id, "verdict": verdict}
+        path = f"/pipeline/{pipeline_id}/expectations/feedback"
+        return cast(JSON, self.request("POST", path, body=body))
+
+    def retrain_expectations(self, pipeline_id: int) -> JSON:
+        """A new normal: forget the pipeline's history before now and learn again."""
+        path = f"/pipeline/{pipeline_id}/expectations/retrain"
+        return cast(JSON, self.request("POST", path))
+
+    def learn_expectations(self) -> JSON:
+        """Run the learn job now (pipelines with runs newer than their expectations)."""
+        return cast(JSON, self.request("POST", "/expectations/learn"))
+
+    def check_expectations(self, lookback_minutes: int = 60) -> JSON:
+        """Run the learned check now: late, overdue, stale and anomalous against what was learned."""
+        body = {"lookback_minutes": lookback_minutes}
+        return cast(JSON, self.request("POST", "/expectations/check", body=body))
+
+    def get_upstream(self, pipeline_id: int, depth: int | None = None) -> JSON:
+        """Pipelines upstream of this one (lineage and nesting), each with its depth."""
+        params = _http.compact(depth=depth)
+        path = f"/pipeline/{pipeline_id}/upstream"
+        return cast(JSON, self.request("GET", path, params=params))
+
+    def get_downstream(self, pipeline_id: int, depth: int | None = None) -> JSON:
+        """Pipelines downstream of this one (lineage and nesting), each with its depth."""
+        params = _http.compact(depth=depth)
+        path = f"/pipeline/{pipeline_id}/downstream"
+        return cast(JSON, self.request("GET", path, params=params))
+
+    def list_incidents(self, recent_hours: int = 24, limit: int = 100) -> JSON:
+        """Open incidents and those resolved in the last recent_hours, newest first."""
+        params = {"recent_hours": recent_hours, "limit": limit}
+        return cast(JSON, self.request("GET", "/incidents", params=params))
+
+    def get_incident(self, incident_id: int) -> JSON:
+        """One incident: its root, problem, start and impacted pipelines and addresses."""
+        return cast(JSON, self.request("GET", f"/incidents/{incident_id}"))
+
+    def acknowledge_incident(self, incident_id: int, by: str | None = None) -> JSON:
+        """Record who acknowledged the incident (default: the token's name); 409 if it was."""
+        path = f"/incidents/{incident_id}/acknowledge"
+        return cast(JSON, self.request("POST", path, body=_http.compact(by=by)))
+
+    def evaluate_incidents(self) -> JSON:
+        """Run the incident engine now (open, attach, resolve, promote)."""
+        return cast(JSON, self.request("POST", "/incidents/evaluate"))
 
     def cleanup_logs(
         self, retention_days: int, batch_size: int | None = None, *, dry_run: bool = False

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar, Unpack
 
 from watcher_client._errors import PipelineInactive, WatcherError
 from watcher_client._models import Address, PipelineConfig, Watermark
-from watcher_client._run import BaseRun, Spec, Steps, closing, opening
+from watcher_client._run import SPOOL, BaseRun, Spec, Steps, closing, opening
 
 if TYPE_CHECKING:
     from watcher_client._async import AsyncWatcherClient
@@ -71,6 +71,9 @@ def _drive(client: WatcherClient, steps: Steps) -> None:
         call = next(steps)
         while True:
             method, path, body = call
+            if method == SPOOL:
+                call = steps.send(client._spool_call(path, body))
+                continue
             try:
                 result = client.request(method, path, body=body)
             except WatcherError as error:
@@ -176,6 +179,9 @@ async def _adrive(client: AsyncWatcherClient, steps: Steps) -> None:
         call = next(steps)
         while True:
             method, path, body = call
+            if method == SPOOL:
+                call = steps.send(client._spool_call(path, body))
+                continue
             try:
                 result = await client.request(method, path, body=body)
             except WatcherError as error:

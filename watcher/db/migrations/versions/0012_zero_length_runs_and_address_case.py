@@ -1,7 +1,7 @@
 """zero-length runs and case-preserving address names
 
-Revision ID: 0006
-Revises: 0004
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-03 17:45:00
 
 OpenLineage emitters send START and COMPLETE/ABORT with the same eventTime (dbt-ol's skipped
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0004"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
