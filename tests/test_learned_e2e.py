@@ -7,9 +7,9 @@ tests/test_stack_e2e.py), Slack being a local HTTP receiver.
 History: 20 daily runs sent as OpenLineage START/COMPLETE events with past eventTimes, at the
 time of day 50 minutes before the test runs — so today's run was due 50 minutes ago, in wall
 time, which is what Prometheus compares with. The learn job (leader, every second here) learns
-them. OpenLineage runs do not set the pipeline's last target change today (another change
-fixes that), so the test sets `last_target_insert` to the last run's end in SQL; staleness then
-comes from moving Watcher's clock three days on (the lag is computed on Watcher's clock).
+them. Each successful run that wrote an output dataset is a data change (the pipeline's
+`last_target_update` becomes its end, no code needed); staleness then comes from moving
+Watcher's clock three days on (the lag is computed on Watcher's clock).
 """
 
 from __future__ import annotations
@@ -140,7 +140,10 @@ def test_a_pipeline_with_no_rules_alerts_late_anomalous_and_stale(
         assert pipeline["freshness_number"] is None
         assert watcher.sql("SELECT count(*) AS n FROM anomaly_detection_rule")[0]["n"] == 0
         last_end = watcher.sql("SELECT max(end_date) AS t FROM pipeline_execution")[0]["t"]
-        watcher.sql("UPDATE pipeline SET last_target_insert = :t", t=last_end)
+        [target] = watcher.sql(
+            "SELECT last_target_update AS t FROM pipeline WHERE name = :n", n=NAME
+        )
+        assert target["t"] == last_end  # the runs' outputs alone set it
 
         body = learned(http, pipeline["id"])
         assert body["cadence"]["kind"] == "daily"

@@ -214,9 +214,9 @@ WITH e AS (
         execution_metadata = COALESCE(CAST(:execution_metadata AS jsonb), x.execution_metadata),
         duration_seconds = extract(epoch FROM (CAST(:end_date AS timestamptz) - x.start_date)),
         throughput = CAST(:total_rows AS bigint)
-            / extract(epoch FROM (CAST(:end_date AS timestamptz) - x.start_date))
+            / NULLIF(extract(epoch FROM (CAST(:end_date AS timestamptz) - x.start_date)), 0)
     WHERE x.id = CAST(:id AS bigint) AND x.end_date IS NULL
-      AND x.start_date < CAST(:end_date AS timestamptz)
+      AND x.start_date <= CAST(:end_date AS timestamptz)
     RETURNING x.id, x.pipeline_id, x.next_watermark, x.duration_seconds, x.throughput
 ),
 p AS (
@@ -269,7 +269,7 @@ async def end(
     if current["end_date"] is None:
         raise InvalidInput.field(
             ["body", "end_date"],
-            f"must be after the start_date {current['start_date'].isoformat()}",
+            f"must not be before the start_date {current['start_date'].isoformat()}",
         )
     given = {
         k: getattr(body, k)

@@ -129,8 +129,11 @@ async def rebuild_closure(conn: AsyncConnection, touched: set[int]) -> None:
         )
 
 
-async def replace_edges(conn: AsyncConnection, body: LineageBody) -> tuple[dict[str, Any], bool]:
-    """Replace the pipeline's edges with sources × targets, unless its load_lineage is false.
+async def replace_edges(
+    conn: AsyncConnection, body: LineageBody, *, respect_load_lineage: bool = True
+) -> tuple[dict[str, Any], bool]:
+    """Replace the pipeline's edges with sources × targets, unless its load_lineage is false
+    (OpenLineage passes respect_load_lineage=False: its edges follow the latest run).
     (result, recorded): recorded is False when load_lineage is false and nothing changed."""
     pipeline = (
         await conn.execute(
@@ -143,7 +146,7 @@ async def replace_edges(conn: AsyncConnection, body: LineageBody) -> tuple[dict[
             f"pipeline {body.pipeline_id} not found",
             [{"loc": ["body", "pipeline_id"], "msg": "no such pipeline"}],
         )
-    if not pipeline.load_lineage:
+    if respect_load_lineage and not pipeline.load_lineage:
         return {
             "pipeline_id": body.pipeline_id,
             "lineage_relationships_created": 0,

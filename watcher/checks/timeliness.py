@@ -98,6 +98,8 @@ JOIN pipeline p ON p.id = e.pipeline_id
 JOIN pipeline_type t ON t.id = p.pipeline_type_id
 WHERE (e.start_date >= :since OR e.end_date IS NULL)
   AND e.completed_successfully IS NOT FALSE
+  AND NOT COALESCE(e.end_date IS NULL
+      AND e.execution_metadata @> '{{"openlineage": {{"placeholder": true}}}}', false)
   AND p.active
   AND p.mute_timeliness_check IS NOT TRUE AND t.mute_timeliness_check IS NOT TRUE
   AND extract(epoch FROM COALESCE(e.end_date, :now) - e.start_date) > CASE

@@ -19,6 +19,10 @@ LINEAGE = 0x11AE_A6E0
 # Transaction lock of OpenLineage re-parenting: two moves in one branch of the execution tree
 # must not interleave their closure edits.
 REPARENT = 0x0E7E_A9E1
+# First half of the two-key transaction locks of OpenLineage ingestion (the second is a hash
+# of a job's pipeline name or a runId): the events of one job or run are serialised. Two-key
+# locks live in a key space of their own, apart from the single-key ones above.
+OPENLINEAGE_RUN = 0x0E7E_A9E2
 # Transaction lock of the incidents job: two runs (a leadership handover) place problems
 # one at a time, so each change is written once.
 INCIDENTS = 0x1C1D_E475

@@ -7,7 +7,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+)
 
 from watcher.errors import InvalidInput, WatcherError
 from watcher.fields import MAX_BODY_DEPTH, MAX_METADATA_DEPTH, Count, Timestamp, json_depth
@@ -133,19 +141,31 @@ class OutputDataset(Dataset):
 
 
 class BaseEvent(Model):
+    """What Marquez requires: eventTime and producer (schemaURL is optional there too)."""
+
     eventTime: Timestamp
     producer: Str
-    schemaURL: Str
+    schemaURL: Str | None = None
+    _raw_time: str = PrivateAttr(default="")
+
+    @property
+    def raw_time(self) -> str:
+        """The eventTime as sent (a naive one reads as UTC in `eventTime`)."""
+        return self._raw_time or self.eventTime.isoformat()
+
+
+def _none_as_list(value: Any) -> Any:
+    return [] if value is None else value
 
 
 class JobEvent(BaseEvent):
     job: Job
-    inputs: Annotated[list[InputDataset], Field(max_length=MAX_DATASETS)] = Field(
-        default_factory=list
-    )
-    outputs: Annotated[list[OutputDataset], Field(max_length=MAX_DATASETS)] = Field(
-        default_factory=list
-    )
+    inputs: Annotated[
+        list[InputDataset], Field(max_length=MAX_DATASETS), BeforeValidator(_none_as_list)
+    ] = Field(default_factory=list)
+    outputs: Annotated[
+        list[OutputDataset], Field(max_length=MAX_DATASETS), BeforeValidator(_none_as_list)
+    ] = Field(default_factory=list)
 
 
 class RunEvent(JobEvent):
@@ -205,6 +225,9 @@ def parse_event(data: Any) -> Event:
             ["body"], "not an OpenLineage event: expected run and job, dataset, or job"
         )
     try:
-        return model.model_validate(data)
+        event = model.model_validate(data)
     except ValidationError as error:
         raise validation_errors(error, "body") from None
+    if isinstance(data.get("eventTime"), str):
+        event._raw_time = data["eventTime"]
+    return event

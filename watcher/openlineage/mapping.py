@@ -27,9 +27,10 @@ from watcher.openlineage.events import (
 # --- names -----------------------------------------------------------------------------
 
 
-def fit_name(value: str) -> str:
-    """Lowercased and trimmed like every Watcher name; over 150 characters, a prefix + hash."""
-    name = value.strip().lower()
+def fit_name(value: str, fold: bool = True) -> str:
+    """Trimmed and (unless `fold` is false) lowercased like every Watcher name; over 150
+    characters, a prefix + hash."""
+    name = value.strip().lower() if fold else value.strip()
     if len(name) <= NAME_LIMIT:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
@@ -51,9 +52,22 @@ def dataset_uri(namespace: str, name: str) -> str:
     return f"{namespace}://{name}"
 
 
+# Databases whose unquoted identifiers are case-insensitive: their dataset names are folded
+# to lower case. Every other namespace (object stores, file paths, URLs, topics, BigQuery,
+# document stores) keeps the case it was sent in: `s3://b/Raw` and `s3://b/raw` differ.
+CASE_INSENSITIVE = frozenset(
+    "postgres postgresql mysql mariadb snowflake redshift trino presto mssql sqlserver oracle "
+    "db2 teradata athena hive databricks vertica synapse azuresql sqlite duckdb".split()
+)
+
+
+def folds_case(kind: str) -> bool:
+    return kind in CASE_INSENSITIVE
+
+
 def table_parts(group: str, name: str) -> tuple[str | None, str | None, str | None]:
     """database.schema.table (or database.table) for database datasets."""
-    parts = name.split(".")
+    parts = name.strip().split(".")
     if group != "database" or not all(parts) or any(len(p) > NAME_LIMIT for p in parts):
         return None, None, None
     if len(parts) == 3:
@@ -66,15 +80,20 @@ def table_parts(group: str, name: str) -> tuple[str | None, str | None, str | No
 def address_spec(dataset: Dataset) -> addresses.AddressSpec:
     kind = scheme(dataset.namespace)
     group = GROUPS.get(kind, "other")
-    database, schema, table = table_parts(group, dataset.name)
-    return addresses.AddressSpec(
-        name=fit_name(dataset_uri(dataset.namespace, dataset.name)),
+    fold = folds_case(kind)
+    database, schema, table = table_parts(group, dataset.name.lower() if fold else dataset.name)
+    # Constructed, not validated: AddressSpec lowercases names as the original HTTP API does.
+    # No metadata: addresses.ensure would replace the stored facets with this event's (often
+    # none); the callers merge `described(...)` into them instead, facet by facet.
+    return addresses.AddressSpec.model_construct(
+        name=fit_name(dataset_uri(dataset.namespace, dataset.name), fold),
         address_type_name=kind,
         address_type_group_name=group,
         database_name=database,
         schema_name=schema,
         table_name=table,
-        address_metadata=described(dataset.namespace, dataset.name, dataset.facets),
+        primary_key=None,
+        address_metadata=None,
     )
 
 

@@ -43,7 +43,7 @@ class RunIngested(BaseModel):
     event_type: str
     pipeline_id: int
     execution_id: int
-    status: Literal["recorded", "ended", "ignored"]
+    status: Literal["recorded", "ended", "ignored", "folded"]
 
 
 class JobIngested(BaseModel):

@@ -9,9 +9,12 @@ Alembic compares its migrations against this module (`alembic check` runs in the
 a change here without a migration fails the suite.
 
 Invariants kept by the database itself rather than by the code:
-- names of pipelines, pipeline types, addresses and address types are stored lowercased and
+- names of pipelines, pipeline types and address types are stored lowercased and
   trimmed, and are unique (the API normalises them before they get here);
-- counts are >= 0, an execution ends after it starts and is never its own parent;
+- address names are trimmed (and keep their case: OpenLineage datasets of case-sensitive
+  namespaces; the original HTTP API lowercases the names it is sent);
+- counts are >= 0, an execution ends no earlier than it starts (zero-length runs exist)
+  and is never its own parent;
 - every execution has its depth-0 row in `pipeline_execution_closure`;
 - lineage edges are unique per (pipeline, source, target), and `address_lineage_closure`
   holds the shortest distance between every pair of addresses connected by a path.

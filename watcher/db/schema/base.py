@@ -41,8 +41,9 @@ def updated_at() -> Column[Any]:
     )
 
 
-def name_checks(table: str, column: str = "name") -> list[CheckConstraint]:
+def name_checks(table: str, column: str = "name", *, folded: bool = True) -> list[CheckConstraint]:
+    normal = f"lower(btrim({column}))" if folded else f"btrim({column})"
     return [
-        CheckConstraint(f"{column} = lower(btrim({column}))", name=f"{column}_normalised"),
+        CheckConstraint(f"{column} = {normal}", name=f"{column}_normalised"),
         CheckConstraint(f"length({column}) between 1 and 150", name=f"{column}_length"),
     ]

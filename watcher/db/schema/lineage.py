@@ -47,7 +47,7 @@ address = Table(
     Column("address_metadata", JSONB),
     created_at(),
     updated_at(),
-    *name_checks("address"),
+    *name_checks("address", folded=False),
 )
 
 address_lineage = Table(

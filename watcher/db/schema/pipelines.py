@@ -137,7 +137,7 @@ pipeline_execution = Table(
     Column("anomaly_checked_at", DateTime(timezone=True)),
     created_at(),
     *(CheckConstraint(f"{name} is null or {name} >= 0", name=f"{name}_nonneg") for name in _COUNTS),
-    CheckConstraint("end_date is null or end_date > start_date", name="end_after_start"),
+    CheckConstraint("end_date is null or end_date >= start_date", name="end_after_start"),
     CheckConstraint("parent_id is null or parent_id <> id", name="parent_not_self"),
     CheckConstraint("hour_recorded between 0 and 23", name="hour_valid"),
     CheckConstraint(
