@@ -160,7 +160,7 @@ def test_day_summaries_give_the_results_of_the_direct_computation(
 
 
 def test_unflagging_puts_the_value_back_into_its_day_summary(live: LiveServer) -> None:
-    h = {
+    h: dict[str, Any] = {
         "rows": [
             {
                 "start": BASE + timedelta(hours=5, minutes=i),
@@ -194,7 +194,7 @@ def test_unflagging_puts_the_value_back_into_its_day_summary(live: LiveServer) -
 def test_a_learned_anomaly_takes_the_value_out_of_its_day_summary(live: LiveServer) -> None:
     """The learned check flags a run it finds anomalous: the flag keeps the value out of
     configured anomaly baselines too, so the day summary it counted in is recomputed."""
-    h = {
+    h: dict[str, Any] = {
         "rows": [
             {
                 "start": BASE + timedelta(hours=5, minutes=i),

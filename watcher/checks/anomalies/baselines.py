@@ -242,7 +242,7 @@ FROM x JOIN anomaly_baseline_day d
 """)
 
 
-def summary(row: Mapping[str, Any], metric: str) -> Summary:
+def summary(row: Mapping[Any, Any], metric: str) -> Summary:
     n, mean, m2, lo, hi = (row[f"{metric}_{p}"] for p in PARTS)
     if not n or mean is None or lo is None or hi is None:
         return Summary()

@@ -141,7 +141,7 @@ async def log_findings(
         inserted = {tuple(r) for r in result}
         new = [f for f in findings if f.kind == "anomaly" and _key(f) in inserted]
         if new:
-            ids = [f.pipeline_execution_id for f in new]
+            ids = [f.pipeline_execution_id for f in new if f.pipeline_execution_id is not None]
             await conn.execute(FLAG, {"ids": ids, "metrics": [f.metric for f in new]})
             # Flagged values leave the anomaly baselines: recompute the days they counted in.
             await baselines.rebuild(conn, await baselines.keys_of(conn, ids))

@@ -15,6 +15,7 @@ The existing history is summarised here, in one pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,7 +26,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 METRICS = ("duration_seconds", "inserts", "updates", "soft_deletes", "total_rows", "throughput")
-PARTS = (
+PARTS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("n", sa.BigInteger()),
     ("mean", sa.Double()),
     ("m2", sa.Double()),
