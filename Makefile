@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format migrate bench stack docs clean
+.PHONY: install run test lint format migrate bench bench-burst stack docs clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ migrate: install
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+## The top-of-the-hour burst (benchmarks/burst.py): N starts at once, N ends over a minute.
+bench-burst: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks.burst $(BURST_ARGS)
 
 ## Prometheus (:9090) + Alertmanager (:9093) from the local binaries against a running
 ## Watcher on 127.0.0.1:8000 (see scripts/stack.py --help for tokens, Slack, intervals).

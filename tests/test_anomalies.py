@@ -19,6 +19,7 @@ from tests.check_helpers import make_pipeline, run
 from tests.conftest import LiveServer, start_live_server
 from tests.conftest import test_settings as settings_for
 from watcher.checks import anomalies
+from watcher.checks.anomalies import baselines
 from watcher.checks.anomalies.detector import Detector, catch_up
 from watcher.checks.anomalies.evaluation import evaluate_now
 from watcher.checks.statistics import evaluate
@@ -121,7 +122,14 @@ def seed_history(
             f=orjson.dumps(flag).decode() if flag else None,
         )
         ids.append(rows[0]["id"])
+    resync(live)
     return ids
+
+
+def resync(live: LiveServer) -> None:
+    """Rows written behind Watcher's back (evaluated, or un-evaluated again): recompute the
+    day summaries the evaluation reads, as a migration's backfill would."""
+    live.in_transaction(baselines.rebuild_all)
 
 
 def make_rule(client: httpx.Client, pipeline_id: int, metric: str = "total_rows", **kw: Any) -> int:
@@ -231,6 +239,7 @@ def test_the_catch_up_evaluates_an_execution_whose_detection_was_lost(
     # A crash between the end's commit and the evaluation: ended, never evaluated.
     [lost] = seed_history(live, pid, [999.0], hour_offset=24)  # at START
     live.sql("UPDATE pipeline_execution SET anomaly_checked_at = NULL WHERE id = :i", i=lost)
+    resync(live)
     assert live.run(lambda: catch_up(live.services)) == 1
     assert {r["metric_field"] for r in results(live, lost)} == {"total_rows"}  # duration flat
     checked = live.sql("SELECT anomaly_checked_at FROM pipeline_execution WHERE id = :i", i=lost)
@@ -248,6 +257,7 @@ def test_evaluating_twice_at_once_writes_one_result_per_rule(
     seed_history(live, pid, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
     [eid] = seed_history(live, pid, [35.0], hour_offset=24)
     live.sql("UPDATE pipeline_execution SET anomaly_checked_at = NULL WHERE id = :i", i=eid)
+    resync(live)
 
     async def twice() -> list[int | None]:
         return list(
@@ -469,6 +479,7 @@ def insert_executions(live: LiveServer, pipeline_id: int, rows: list[dict[str, A
                 f=orjson.dumps(row["flags"]).decode() if row.get("flags") else None,
             )[0]["id"]
         )
+    resync(live)
     return ids
 
 
@@ -574,6 +585,7 @@ def lose(live: LiveServer, pipeline_id: int, values: list[float], hour_offset: i
     """Ended executions whose detection was lost (anomaly_checked_at still null)."""
     ids = seed_history(live, pipeline_id, values, hour_offset=hour_offset)
     live.sql("UPDATE pipeline_execution SET anomaly_checked_at = NULL WHERE id = ANY(:i)", i=ids)
+    resync(live)
     return ids
 
 

@@ -129,8 +129,18 @@ def test_check_queries_use_indexes(seeded: LiveServer) -> None:
             {"ids": [recent["id"], first], "now": NOW},
         ),
         "anomaly rules": (anomalies.evaluation.PENDING_RULES, {"ids": [first, recent["id"]]}),
-        "anomaly baseline": (
-            anomalies.evaluation.BASELINE,
+        "anomaly baseline (forced, direct)": (
+            anomalies.evaluation.DIRECT,
+            {
+                "ids": [recent["id"], first],
+                **{
+                    f"since_{metric}": [recent["end_date"] - timedelta(days=30)] * 2
+                    for metric in ANOMALY_METRICS
+                },
+            },
+        ),
+        "anomaly baseline (day summaries)": (
+            anomalies.baselines.READ,
             {
                 "ids": [recent["id"], first],
                 **{

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
+from watcher.checks.anomalies import baselines
 from watcher.db.engine import transaction
 from watcher.fields import Body
 from watcher.routing import Router
@@ -207,12 +208,14 @@ async def _delete_executions(engine: AsyncEngine, cutoff: datetime, n: int) -> d
             row = (await conn.execute(DELETE_EXECUTIONS, {"cutoff": cutoff, "n": n})).one()
             deleted = 0
             if row.ids:
+                days = await baselines.keys_of(conn, list(row.ids))
                 deleted = (
                     await conn.execute(
                         text("DELETE FROM pipeline_execution WHERE id = ANY(:ids)"),
                         {"ids": list(row.ids)},
                     )
                 ).rowcount
+                await baselines.rebuild(conn, days)  # anomaly baselines without them
         counts["pipeline_execution_closure"] += row.closure
         counts["pipeline_execution_closure_parent"] += row.closure_parent
         counts["timeliness_pipeline_execution_log"] += row.timeliness

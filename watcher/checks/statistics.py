@@ -60,6 +60,18 @@ class Summary:
         m2 = float(var_samp) * (n - 1) if var_samp is not None and n > 1 else 0.0
         return cls(n, float(mean), m2, float(lo), float(hi))
 
+    def merge(self, other: Summary) -> Summary:
+        """The summary of both baselines' values (Chan et al.'s pairwise update)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.n / n
+        m2 = self.m2 + other.m2 + delta * delta * self.n * other.n / n
+        return Summary(n, mean, m2, min(self.lo, other.lo), max(self.hi, other.hi))
+
     def add(self, values: Iterable[float]) -> Summary:
         """This baseline with `values` added (Welford's update)."""
         n, mean, m2, lo, hi = self.n, self.mean, self.m2, self.lo, self.hi

@@ -7,13 +7,17 @@ Evaluating one execution (`evaluate_execution`), in one transaction:
    — the row lock serialises concurrent evaluations, and a claim that matches no row means
    another evaluation already committed (the manual route re-evaluates missing rules instead;
    a result written meanwhile is skipped by the unique (execution, rule) constraint);
-3. summarise the baseline in PostgreSQL, per rule: the pipeline's other successful executions
+3. summarise the baseline, per rule: the pipeline's other successful executions
    with the same UTC hour (hour_recorded) that ended within the rule's lookback before this
    execution's end — so the outcome does not depend on when the evaluation happens — without
-   null values and executions flagged for the metric: count, mean, variance, min, max
-   (ix_pipeline_execution_baseline; the history never crosses the wire);
+   null values and executions flagged for the metric: count, mean, variance, min, max —
+   from the running per-day summaries (`baselines`: at most lookback + 1 day rows and one
+   day of rows read directly, however long the history); the forced re-evaluation (detect
+   route) summarises the rows themselves (`DIRECT`), the definition the summaries equal;
 4. per rule, `statistics.judge` the execution's value against that summary;
-5. insert results ON CONFLICT (execution, rule) DO NOTHING and set `anomaly_flags[metric]`.
+5. insert results ON CONFLICT (execution, rule) DO NOTHING and set `anomaly_flags[metric]`;
+6. merge the claimed executions into their day summaries (`baselines.add`; `rebuild` after a
+   forced re-evaluation, which may flag an execution already counted).
 A crash anywhere rolls the claim back with everything else.
 
 When it runs: after every successful end, queued for a background worker on the server's
@@ -40,6 +44,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watcher.checks.anomalies import baselines
 from watcher.checks.statistics import Evaluation, Summary, judge
 from watcher.db.engine import transaction
 from watcher.db.schema import ANOMALY_METRICS
@@ -112,7 +117,7 @@ def _summary_columns(metric: str) -> str:
     )
 
 
-BASELINE = text(f"""
+DIRECT = text(f"""
 SELECT x.execution_id, {", ".join(_summary_columns(m) for m in ANOMALY_METRICS)}
 FROM unnest(CAST(:ids AS bigint[]),
             {", ".join(f"CAST(:since_{m} AS timestamptz[])" for m in ANOMALY_METRICS)})
@@ -239,9 +244,30 @@ async def evaluate_claimed(
     executions: list[dict[str, Any]],
     rules: list[dict[str, Any]],
     now: datetime,
+    *,
+    direct: bool = False,
 ) -> dict[int, int]:
-    """Evaluate claimed executions against their pending rules in four statements whatever
-    the batch size; the number of results written per execution."""
+    """Evaluate claimed executions against their pending rules in five statements whatever
+    the batch size, and count them in their day summaries; the results written per execution.
+
+    `direct`: summarise the baseline from the rows (the forced path, which may re-evaluate an
+    execution the day summaries already count), then recompute its day summaries."""
+    written = await _judge_and_write(conn, executions, rules, now, direct)
+    ids = [e["id"] for e in executions]
+    if direct:
+        await baselines.rebuild(conn, await baselines.keys_of(conn, ids))
+    else:
+        await baselines.add(conn, ids)
+    return written
+
+
+async def _judge_and_write(
+    conn: AsyncConnection,
+    executions: list[dict[str, Any]],
+    rules: list[dict[str, Any]],
+    now: datetime,
+    direct: bool,
+) -> dict[int, int]:
     written_per: dict[int, int] = {e["id"]: 0 for e in executions}
     by_execution: dict[int, list[dict[str, Any]]] = {}
     for rule in rules:
@@ -260,8 +286,12 @@ async def evaluate_claimed(
             since = None if days is None else e["end_date"] - timedelta(days=days)
             params[f"since_{metric}"].append(since)
     summaries: dict[tuple[int, str], Summary] = {}
-    for row in await conn.execute(BASELINE, params):
-        summaries |= summaries_of(row)
+    if direct:
+        for row in await conn.execute(DIRECT, params):
+            summaries |= summaries_of(row)
+    else:
+        since = {k: v for k, v in params.items() if k != "ids"}
+        summaries = await baselines.read(conn, ruled, since)
     judged = judge_batch(ruled, by_execution, summaries)
     if not judged:
         return written_per
@@ -287,7 +317,7 @@ async def evaluate_execution(
     row = claimed.first()
     if row is None:
         return None
-    written = await evaluate_claimed(conn, [dict(row._mapping)], rules, now)
+    written = await evaluate_claimed(conn, [dict(row._mapping)], rules, now, direct=force)
     return written[execution_id]
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from watcher import crud
+from watcher.checks.anomalies import baselines
 from watcher.checks.anomalies.detector import Detector, catch_up
 from watcher.checks.anomalies.evaluation import evaluate_now
 from watcher.checks.anomalies.models import (
@@ -175,6 +176,9 @@ async def unflag(request: Request, body: Unflag) -> None:
     async with transaction(services_of(request).engine) as conn:
         if (await conn.execute(UNFLAG, params)).first() is None:
             raise NotFound(f"execution {body.pipeline_execution_id} not found")
+        # The values count again: recompute the day summary they belong to.
+        ids = [body.pipeline_execution_id]
+        await baselines.rebuild(conn, await baselines.keys_of(conn, ids))
 
 
 def setup(services: Services) -> None:

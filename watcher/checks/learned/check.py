@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher.availability.heartbeat import CatchUpPolicy, load_gate
+from watcher.checks.anomalies import baselines
 from watcher.checks.findings import Report, as_dict
 from watcher.checks.learned.judge import LearnedFinding, judge
 from watcher.checks.rules import rule_columns_sql
@@ -140,8 +141,10 @@ async def log_findings(
         inserted = {tuple(r) for r in result}
         new = [f for f in findings if f.kind == "anomaly" and _key(f) in inserted]
         if new:
-            ids = [f.pipeline_execution_id for f in new]
+            ids = [f.pipeline_execution_id for f in new if f.pipeline_execution_id is not None]
             await conn.execute(FLAG, {"ids": ids, "metrics": [f.metric for f in new]})
+            # Flagged values leave the anomaly baselines: recompute the days they counted in.
+            await baselines.rebuild(conn, await baselines.keys_of(conn, ids))
     return [as_dict(f) | {"newly_logged": _key(f) in inserted} for f in findings]
 
 

@@ -43,6 +43,8 @@ from watcher.db.schema.checks import (
 from watcher.db.schema.availability import ingest_heartbeat
 from watcher.db.schema.anomalies import (
     ANOMALY_METRICS,
+    BASELINE_PARTS,
+    anomaly_baseline_day,
     anomaly_detection_result,
     anomaly_detection_rule,
 )
@@ -72,6 +74,7 @@ from watcher.db.schema.expectations import (
 
 __all__ = [
     "ANOMALY_METRICS",
+    "BASELINE_PARTS",
     "DATEPARTS",
     "INCIDENT_PROBLEMS",
     "LEARNED_KINDS",
@@ -82,6 +85,7 @@ __all__ = [
     "address_lineage",
     "address_lineage_closure",
     "address_type",
+    "anomaly_baseline_day",
     "anomaly_detection_result",
     "anomaly_detection_rule",
     "api_token",

@@ -1,4 +1,4 @@
-"""Anomaly detection: the rules per pipeline and metric, and the results per run."""
+"""Anomaly detection: the rules per pipeline and metric, the results per run, the baselines."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Double,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -90,4 +92,34 @@ anomaly_detection_result = Table(
         "rule_id",
         postgresql_where=text("is_anomaly"),
     ),
+)
+
+# Running anomaly baselines (watcher.checks.anomalies.baselines): per pipeline, UTC start
+# hour and UTC day of the end, each metric's count, mean, M2, min and max over the evaluated,
+# unflagged successful executions, so an evaluation reads ≤ lookback + 1 rows, not the runs.
+BASELINE_PARTS = (
+    ("n", BigInteger),
+    ("mean", Double),
+    ("m2", Double),
+    ("lo", Double),
+    ("hi", Double),
+)
+anomaly_baseline_day = Table(
+    "anomaly_baseline_day",
+    metadata,
+    Column(
+        "pipeline_id",
+        BigInteger,
+        ForeignKey("pipeline.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("hour_recorded", SmallInteger, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("max_end", DateTime(timezone=True)),
+    *(
+        Column(f"{metric}_{part}", kind, nullable=part != "n", server_default=None)
+        for metric in ANOMALY_METRICS
+        for part, kind in BASELINE_PARTS
+    ),
+    *(CheckConstraint(f"{metric}_n >= 0", name=f"{metric}_n_nonneg") for metric in ANOMALY_METRICS),
 )
