@@ -6,6 +6,7 @@ Create Date: 2026-12-04 00:00:00
 
 Learned expectations (issue 14): runs inside a declared maintenance window are left out of
 learning, and the learned check finds nothing for the covered pipelines while it lasts.
+Log cleanup now prunes learned findings too, so `pruned_log_count` gains the kind 'learned'.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_KINDS = "'timeliness', 'freshness', 'missed_run', 'anomaly'"
+_CHECK = "ck_pruned_log_count_kind_known"
+
 
 def upgrade() -> None:
+    op.drop_constraint(op.f(_CHECK), "pruned_log_count", type_="check")
+    op.create_check_constraint(op.f(_CHECK), "pruned_log_count", f"kind IN ({_KINDS}, 'learned')")
     op.create_table(
         "maintenance_window",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -65,3 +71,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_maintenance_window_end_date", table_name="maintenance_window")
     op.drop_table("maintenance_window")
+    op.execute("DELETE FROM pruned_log_count WHERE kind = 'learned'")
+    op.drop_constraint(op.f(_CHECK), "pruned_log_count", type_="check")
+    op.create_check_constraint(op.f(_CHECK), "pruned_log_count", f"kind IN ({_KINDS})")
