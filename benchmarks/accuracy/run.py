@@ -28,7 +28,7 @@ GAPS = (
     " everything else. Since staleness after a late start reported since the last change is"
     " said once, by the late start (`said_by_late_start`), a schedule move no longer adds stale"
     " alerts: seed 7 went from 3.33 to 2.62 false alerts per 1,000 pipeline-days (regime"
-    " changes 2.62 → 1.9, stale 1.07 → 0.36), recall 0.98 and time-to-detect unchanged. What"
+    " changes 2.62 → 1.90, stale 1.07 → 0.36), recall 0.98 and time-to-detect unchanged. What"
     " is left at regime changes (seed 7): 16 episodes on 13 pipelines, i.e. one first alert per"
     " pipeline whose change alerts at all (13 = 1.55 per 1,000 pipeline-days, by construction"
     " indistinguishable from an incident: a missed old slot, the first doubled load) plus 3"
