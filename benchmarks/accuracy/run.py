@@ -21,24 +21,14 @@ START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 
 
 GAPS = (
-    "About the targets: most false alerts of the learned method are *at regime changes* (10% of"
-    " the simulated pipelines move their schedule or double their volume for good once): the"
-    " first alert after such a change is the same as an incident's until the change has lasted"
-    " K = 3 runs, after which it is adopted and the alerts stop; the figure in parentheses is"
-    " everything else. Since staleness after a late start reported since the last change is"
-    " said once, by the late start (`said_by_late_start`), a schedule move no longer adds stale"
-    " alerts: seed 7 went from 3.33 to 2.62 false alerts per 1,000 pipeline-days (regime"
-    " changes 2.62 → 1.90, stale 1.07 → 0.36), recall 0.98 and time-to-detect unchanged. What"
-    " is left at regime changes (seed 7): 16 episodes on 13 pipelines, i.e. one first alert per"
-    " pipeline whose change alerts at all (13 = 1.55 per 1,000 pipeline-days, by construction"
-    " indistinguishable from an incident: a missed old slot, the first doubled load) plus 3"
-    " repeats on two noisy volume-doubling pipelines; with the 0.71 elsewhere, one alert per"
-    " regime change puts the floor of this corpus at 2.26, above the target of 1 — reaching it"
-    " would need fewer regime changes per pipeline-day in the corpus or a silent first alert,"
-    " which would cost recall on the real incidents. Missed runs are timed from the run's true"
-    " median start; the one detected later than tolerance + one check interval (not"
-    " investigated) is probably the learned phase lagging that median. TTD for stuck and slow"
-    " runs counts from the run's start, so it includes the usual duration.\n"
+    "About the targets: most false alerts of the learned method are *at regime changes*"
+    " (10% of the simulated pipelines move their schedule or double their volume for good"
+    " once): the first alert after such a change is the same as an incident's until the"
+    " change has lasted K = 3 runs, after which it is adopted and the alerts stop; the figure"
+    " in parentheses is everything else. Missed runs are timed from the run's true median"
+    " start; the one detected later than tolerance + one check interval (not investigated) is"
+    " probably the learned phase lagging that median. TTD for stuck and slow runs counts from the run's"
+    " start, so it includes the usual duration.\n"
 )
 
 

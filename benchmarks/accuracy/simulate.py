@@ -11,8 +11,7 @@ after it, if that tick comes before the next event (event-driven; same result as
 The flags the caller would store are fed back into training, as a deployment would: the
 metric bits of a run with an anomaly, the start bit of a run that started after a late
 alert, the stale bit of the change that ended a stale episode. A run already reported overdue
-gets no second (duration) alert when it ends long, and staleness after a late start reported
-since the last change is not alerted (`said_by_late_start`): the same condition, said once.
+gets no second (duration) alert when it ends long: the same condition, said once.
 
 Every method returns `SimAlert`s; ``key`` identifies the condition (the last start for a
 late alert, the run for a run's anomaly, the last change for staleness) so that scoring can
@@ -38,7 +37,6 @@ from watcher.expectations import (
     late_start,
     learn,
 )
-from watcher.expectations.freshness import said_by_late_start
 
 CHECK_INTERVAL: Final = 300.0
 ZSCORE_LOOKBACK: Final = 30 * DAY
@@ -111,7 +109,6 @@ def run_learned(p: SimPipeline, settings: LearnSettings | None = None) -> list[S
     changes = [i for i in range(started) if p.end[i] <= t and _changed(p, i)]
     last_change = float(p.end[changes[-1]]) if changes else -math.inf
     late_for, stale_for = -1, -math.inf
-    late_at: float | None = None
     overdue_done: set[int] = set()
     trained_key: tuple[int, int, int] | None = None
     version = 0
@@ -144,7 +141,7 @@ def run_learned(p: SimPipeline, settings: LearnSettings | None = None) -> list[S
                     at = tick(max(late.deadline, a))
                     if at < b:
                         alerts.append(SimAlert("late", at, last, cad.tolerance_seconds))
-                        late_for, late_at = last, at
+                        late_for = last
             for r in running - overdue_done:
                 band = model.band("duration_seconds", float(p.start[r]))
                 if band is None:
@@ -156,9 +153,7 @@ def run_learned(p: SimPipeline, settings: LearnSettings | None = None) -> list[S
             fresh = model.freshness
             if fresh is not None and last_change > -math.inf and stale_for != last_change:
                 at = tick(max(last_change + fresh.max_gap_seconds, a))
-                if at < b and said_by_late_start(last_change, late_at, at):
-                    stale_for = last_change  # the late start said it
-                elif at < b:
+                if at < b:
                     alerts.append(SimAlert("stale", at, int(last_change)))
                     stale_for = last_change
             if ev_kind == 2:

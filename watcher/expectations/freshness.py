@@ -102,11 +102,3 @@ def stale(expectation: FreshnessExpectation, last_change: float, now: float) -> 
     return Stale(
         last_change=last_change, deadline=deadline, stale_for_seconds=now - last_change, text=text
     )
-
-
-def said_by_late_start(last_change: float, late_reported_at: float | None, now: float) -> bool:
-    """Whether staleness at ``now`` is already said by a late start reported since the last
-    change: the pipeline did not run, so its targets did not change — one condition, said
-    once (by the late start, which names the missed slot). A pipeline that runs on time but
-    writes nothing has no late start, and its staleness is reported."""
-    return late_reported_at is not None and last_change < late_reported_at <= now

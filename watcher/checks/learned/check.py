@@ -2,8 +2,7 @@
 pipeline's learned expectations, for pipelines whose configured rules leave room (`judge`).
 
 1. `PIPELINES`: pipelines with expectations, active and not opted out, with their rule
-   columns, latest start (one index probe each), latest target change and when its latest
-   learned late start was reported (one probe of the findings' unique index);
+   columns, latest start (one index probe each) and latest target change;
 2. running executions of those (ix_pipeline_execution_running) and successful ones that
    ended within the lookback (start within lookback + 1 day: ix_pipeline_execution_start_date);
 3. `judge` decides with one `now`; `LOG` logs each finding once (unique pipeline, kind,
@@ -38,10 +37,7 @@ PIPELINES = text(f"""
 SELECT p.id, p.name, x.expectations, {rule_columns_sql()},
        GREATEST(p.last_target_insert, p.last_target_update, p.last_target_soft_delete)
            AS last_change,
-       last.start_date AS last_start,
-       (SELECT l.detected_at FROM learned_finding_log l
-        WHERE l.pipeline_id = p.id AND l.kind = 'late_start' AND l.metric = ''
-        ORDER BY l.subject DESC LIMIT 1) AS late_reported_at
+       last.start_date AS last_start
 FROM pipeline_expectation x
 JOIN pipeline p ON p.id = x.pipeline_id
 JOIN pipeline_type t ON t.id = p.pipeline_type_id

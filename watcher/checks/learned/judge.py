@@ -5,8 +5,7 @@ type's — wins over the learned expectation, and a mute wins over both:
 
 * late start: skipped when a cron `schedule` applies (missed runs); muted with timeliness;
 * overdue run: skipped when a timeliness rule applies or timeliness is muted;
-* stale: skipped when a freshness rule applies or freshness is muted, and when a late start
-  was reported since the last change (the same condition, said once by the late start);
+* stale: skipped when a freshness rule applies or freshness is muted;
 * anomaly of a metric: skipped when the pipeline has an active anomaly rule for that metric.
 
 A declared maintenance window (`windows`, watcher/expectations/maintenance.py) silences all
@@ -24,7 +23,6 @@ from typing import Any
 from watcher.checks.rules import RULE_COLUMNS, resolve, resolve_schedule, split_row
 from watcher.expectations import METRICS as _METRICS
 from watcher.expectations import Expectations, evaluate_run, late_start, overdue, stale
-from watcher.expectations.freshness import said_by_late_start
 from watcher.expectations.maintenance import Window, active, overlaps, resume_from
 
 RULE_SOURCE = "learned"
@@ -130,12 +128,7 @@ def judge(
         muted = child.get("mute_freshness_check") or parent.get("mute_freshness_check")
         if not muted and resolve("freshness", child, parent) is None:
             since = resume_from(windows, row["last_change"].timestamp(), t)
-            reported: datetime | None = row.get("late_reported_at")
-            late_at = t if any(f.kind == "late_start" for f in out) else None
-            late_at = late_at or (None if reported is None else reported.timestamp())
-            s = None
-            if since is not None and not said_by_late_start(since, late_at, t):
-                s = stale(fresh, since, t)
+            s = None if since is None else stale(fresh, since, t)
             if s is not None:
                 expected = fresh.to_json() | {"deadline": at(s.deadline).isoformat()}
                 out.append(_finding(row, "stale", row["last_change"], s.text, expected))
