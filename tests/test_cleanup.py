@@ -105,6 +105,8 @@ def test_cleanup_deletes_old_history_in_batches_and_only_once(
         "timeliness_pipeline_execution_log": 5,
         "missed_run_log": 5,
         "anomaly_detection_result": 5,
+        "learned_finding_log": 0,
+        "expectation_feedback": 0,
         "pipeline_execution_closure": 7 + 1 + 1,  # old self rows, old→old, old parent→recent
         "pipeline_execution": 7,
     }
@@ -158,6 +160,8 @@ def test_a_dry_run_counts_rows_of_old_executions_that_are_not_old_themselves(
         "timeliness_pipeline_execution_log": 1,
         "missed_run_log": 0,
         "anomaly_detection_result": 1,
+        "learned_finding_log": 0,
+        "expectation_feedback": 0,
         "pipeline_execution_closure": 1,
         "pipeline_execution": 1,
     }
@@ -214,3 +218,72 @@ def test_cleanup_never_makes_the_exported_counters_go_down(
     assert _exported_counters(live) == before
     client.post("/log_cleanup", json={"retention_days": 90}).raise_for_status()
     assert _exported_counters(live) == before
+
+
+LEARNED_FINDING = (
+    "INSERT INTO learned_finding_log (pipeline_id, kind, metric, subject, pipeline_execution_id,"
+    " detected_at, expected, message, created_at)"
+    " VALUES (:p, :kind, :metric, :t, :e, :t, '{}', 'm', :t)"
+)
+FEEDBACK = (
+    "INSERT INTO expectation_feedback (pipeline_execution_id, pipeline_id, verdict, created_at)"
+    " VALUES (:e, :p, 'fine', :t)"
+)
+
+
+def _learned_counter(live: LiveServer) -> dict[str, float | None]:
+    from watcher.metrics.routes import refresh_snapshot
+
+    store = live.services.telemetry.store
+    live.run(lambda: refresh_snapshot(live.services, store))
+    p = {"pipeline": "p", "pipeline_type": "etl"}
+    return {
+        kind: store.registry.get_sample_value(
+            "watcher_pipeline_learned_findings_total", p | {"kind": kind}
+        )
+        for kind in ("anomaly", "stale")
+    }
+
+
+def test_cleanup_prunes_learned_findings_and_feedback_and_counts_them(
+    client: httpx.Client, live: LiveServer
+) -> None:
+    import json
+
+    from tests.learned_helpers import learned_expectations
+
+    pid = make_pipeline(client, "p")
+    live.sql(
+        "INSERT INTO pipeline_expectation (pipeline_id, expectations, trained_at)"
+        " VALUES (:p, CAST(:x AS jsonb), :t)",
+        p=pid,
+        x=json.dumps(learned_expectations().to_json()),
+        t=NOW,
+    )
+    old = start(client, pid, NOW - 200 * DAY)
+    recent = start(client, pid, NOW - 10 * DAY)
+    # A finding logged recently about an old run goes with the run; an old one with no run
+    # by its own age; the recent run's finding and feedback stay.
+    live.sql(LEARNED_FINDING, p=pid, kind="anomaly", metric="inserts", t=NOW - DAY, e=old)
+    live.sql(LEARNED_FINDING, p=pid, kind="stale", metric="", t=NOW - 150 * DAY, e=None)
+    live.sql(LEARNED_FINDING, p=pid, kind="anomaly", metric="inserts", t=NOW - 9 * DAY, e=recent)
+    live.sql(FEEDBACK, p=pid, e=old, t=NOW - DAY)
+    live.sql(FEEDBACK, p=pid, e=recent, t=NOW - DAY)
+    before = _learned_counter(live)
+    assert before == {"anomaly": 2, "stale": 1}
+    dry = client.post("/log_cleanup", json={"retention_days": 90, "dry_run": True}).json()
+    assert dry["would_delete"]["learned_finding_log"] == 2
+    assert dry["would_delete"]["expectation_feedback"] == 1
+    real = client.post("/log_cleanup", json={"retention_days": 90, "batch_size": 1}).json()
+    assert real["deleted"] == dry["would_delete"]
+    left = live.sql("SELECT pipeline_execution_id AS e FROM learned_finding_log")
+    assert left == [{"e": recent}]
+    feedback = live.sql("SELECT pipeline_execution_id AS e FROM expectation_feedback")
+    assert feedback == [{"e": recent}]
+    pruned = live.sql(
+        "SELECT label, rows FROM pruned_log_count WHERE kind = 'learned' ORDER BY label"
+    )
+    assert pruned == [{"label": "anomaly", "rows": 1}, {"label": "stale", "rows": 1}]
+    assert _learned_counter(live) == before  # the rows are gone, the counts are not
+    again = client.post("/log_cleanup", json={"retention_days": 90}).json()
+    assert set(again["deleted"].values()) == {0}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -78,6 +79,14 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/pipeline/{id}/expectations/retrain"): ("retrain_expectations", (7,), {}),
     ("POST", "/expectations/learn"): ("learn_expectations", (), {}),
     ("POST", "/expectations/check"): ("check_expectations", (), {}),
+    ("POST", "/maintenance_window"): (
+        "create_maintenance_window",
+        (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC), "upgrade"),
+        {"pipeline_id": 7},
+    ),
+    ("GET", "/maintenance_window"): ("list_maintenance_windows", (), {"pipeline_id": 7}),
+    ("GET", "/maintenance_window/{id}"): ("get_maintenance_window", (7,), {}),
+    ("DELETE", "/maintenance_window/{id}"): ("delete_maintenance_window", (7,), {}),
     ("GET", "/pipeline/{id}/upstream"): ("get_upstream", (7,), {}),
     ("GET", "/pipeline/{id}/downstream"): ("get_downstream", (7,), {"depth": 2}),
     ("GET", "/incidents"): ("list_incidents", (), {}),

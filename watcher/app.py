@@ -29,6 +29,7 @@ from watcher import (
 )
 from watcher.availability import heartbeat
 from watcher.checks import anomalies, cleanup, freshness, missed_runs, timeliness
+from watcher.checks.learned import maintenance
 from watcher.checks.learned import routes as learned
 from watcher.clock import Clock
 from watcher.config import Settings
@@ -78,6 +79,7 @@ FEATURES: tuple[ModuleType, ...] = (
     openlineage,
     lineage_graph,
     learned,
+    maintenance,
     incidents,
     heartbeat,  # after metrics: exports its families in the scraped registry
 )

@@ -195,6 +195,11 @@ class Router:
     ) -> Callable[[Handler], Handler]:
         return self.route("PATCH", path, scope=scope, **kw)
 
+    def delete(
+        self, path: str, *, scope: Scope = "admin", **kw: Any
+    ) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, scope=scope, **kw)
+
 
 def path_id(request: Request, name: str = "id") -> int:
     """An integer path parameter; `{id:int}` routes guarantee digits, this bounds the size."""

@@ -21,14 +21,27 @@ START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 
 
 GAPS = (
-    "About the targets: most false alerts of the learned method are *at regime changes*"
-    " (10% of the simulated pipelines move their schedule or double their volume for good"
-    " once): the first alert after such a change is the same as an incident's until the"
-    " change has lasted K = 3 runs, after which it is adopted and the alerts stop; the figure"
-    " in parentheses is everything else. Missed runs are timed from the run's true median"
-    " start; the one detected later than tolerance + one check interval (not investigated) is"
-    " probably the learned phase lagging that median. TTD for stuck and slow runs counts from the run's"
-    " start, so it includes the usual duration.\n"
+    "About the targets: most false alerts of the learned method are *at regime changes* "
+    "(10% of the simulated pipelines move their schedule or double their volume for good "
+    "once): the first alert after such a change is the same as an incident's until the "
+    "change has lasted K = 3 runs, after which it is adopted and the alerts stop; the "
+    "figure in parentheses is everything else. Missed runs are timed from the run's true "
+    "median start; the one detected later than tolerance + one check interval (not "
+    "investigated) is probably the learned phase lagging that median. TTD for stuck and "
+    "slow runs counts from the run's start, so it includes the usual duration. Where the "
+    "rest sits (seed 7, 13 of the 29 regime-change pipelines alert): one first alert per "
+    "such pipeline is 1.55 per 1,000 pipeline-days, so with the 0.71 elsewhere this "
+    "corpus has a floor of 2.26 for any detector that alerts on an incident's first sign;"
+    " the other 1.07 are stale alerts of hourly pipelines moved to daily (0.71) and "
+    "repeats on two noisy volume-doubling pipelines (0.36). Tried, not adopted: (a) not "
+    'reporting staleness while a late start was reported since the last change ("said '
+    'once"): 2.62 (stale 1.07 → 0.36), recall 0.98 and TTD unchanged — but the shipped '
+    "`WatcherPipelineNotFresh` alert fires from the freshness gauges, so Slack would "
+    "still say both; it needs the alert rules (an inhibition by "
+    "`WatcherPipelineLateStart`) and the end-to-end test's stale case (a pipeline that "
+    "stops running) reworked with it; (b) adopting a change after K = 2 runs instead of "
+    "3: 21 false episodes at regime changes instead of 22, not worth a faster adoption of"
+    " two-run incidents. "
 )
 
 

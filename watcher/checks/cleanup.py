@@ -3,11 +3,13 @@
 cutoff = midnight UTC of (today − retention_days), retention ≥ 90 days. In FK-safe order,
 each batch its own transaction (a long cleanup never holds locks for long, and an interrupted
 one keeps what it did):
-1. freshness, timeliness and missed-run logs created before the cutoff (created_at indexes);
+1. freshness, timeliness, missed-run and learned-finding logs created before the cutoff
+   (created_at indexes);
 2. anomaly results detected before the cutoff (detected_at index);
 3. executions started before the cutoff (start_date index), each batch with its closure rows
-   and the logs/results still pointing at those executions, then the executions themselves
-   (children keep existing with parent_id set null by the foreign key).
+   and the logs/results/learned findings/expectation feedback still pointing at those
+   executions, then the executions themselves (children keep existing with parent_id set
+   null by the foreign key). Expectation feedback is a verdict on one run: it goes with it.
 Re-running with the same cutoff finds nothing more to delete.
 
 `dry_run` counts, in one read-only statement with the same cutoff, the rows each table would
@@ -73,6 +75,7 @@ LOGS = (
     ("timeliness_pipeline_execution_log", "created_at"),
     ("missed_run_log", "created_at"),
     ("anomaly_detection_result", "detected_at"),
+    ("learned_finding_log", "created_at"),
 )
 
 # What each log's deleted rows add to `pruned_log_count` (the per-pipeline counters the
@@ -95,6 +98,10 @@ _TALLY = {
         "rule_id, is_anomaly",
         "SELECT r.pipeline_id, 'anomaly', r.metric_field, count(*) FROM {src} d "
         "JOIN anomaly_detection_rule r ON r.id = d.rule_id WHERE d.is_anomaly",
+    ),
+    "learned_finding_log": (
+        "pipeline_id, kind",
+        "SELECT d.pipeline_id, 'learned', d.kind, count(*) FROM {src} d",
     ),
 }
 
@@ -126,12 +133,23 @@ results AS (
     DELETE FROM anomaly_detection_result r USING batch
     WHERE r.pipeline_execution_id = batch.id RETURNING r.rule_id, r.is_anomaly
 ),
+learned AS (
+    DELETE FROM learned_finding_log l USING batch
+    WHERE l.pipeline_execution_id = batch.id RETURNING l.pipeline_id, l.kind
+),
+feedback AS (
+    DELETE FROM expectation_feedback f USING batch
+    WHERE f.pipeline_execution_id = batch.id RETURNING 1
+),
 timeliness_tally AS ({_tally("timeliness", "timeliness_pipeline_execution_log")}),
-results_tally AS ({_tally("results", "anomaly_detection_result")})
+results_tally AS ({_tally("results", "anomaly_detection_result")}),
+learned_tally AS ({_tally("learned", "learned_finding_log")})
 SELECT (SELECT count(*) FROM closure) AS closure,
        (SELECT count(*) FROM closure WHERE by_parent) AS closure_parent,
        (SELECT count(*) FROM timeliness) AS timeliness,
        (SELECT count(*) FROM results) AS results,
+       (SELECT count(*) FROM learned) AS learned,
+       (SELECT count(*) FROM feedback) AS feedback,
        ARRAY(SELECT id FROM batch) AS ids
 """)
 
@@ -149,6 +167,11 @@ SELECT
     (SELECT count(*) FROM anomaly_detection_result
      WHERE detected_at < :cutoff OR pipeline_execution_id IN (SELECT id FROM old))
         AS anomaly_detection_result,
+    (SELECT count(*) FROM learned_finding_log
+     WHERE created_at < :cutoff OR pipeline_execution_id IN (SELECT id FROM old))
+        AS learned_finding_log,
+    (SELECT count(*) FROM expectation_feedback
+     WHERE pipeline_execution_id IN (SELECT id FROM old)) AS expectation_feedback,
     (SELECT count(*) FROM pipeline_execution_closure
      WHERE descendant_id IN (SELECT id FROM old) OR ancestor_id IN (SELECT id FROM old))
         AS pipeline_execution_closure,
@@ -199,6 +222,8 @@ async def _delete_executions(engine: AsyncEngine, cutoff: datetime, n: int) -> d
             "pipeline_execution_closure_parent",
             "timeliness_pipeline_execution_log",
             "anomaly_detection_result",
+            "learned_finding_log",
+            "expectation_feedback",
             "pipeline_execution",
         ),
         0,
@@ -220,6 +245,8 @@ async def _delete_executions(engine: AsyncEngine, cutoff: datetime, n: int) -> d
         counts["pipeline_execution_closure_parent"] += row.closure_parent
         counts["timeliness_pipeline_execution_log"] += row.timeliness
         counts["anomaly_detection_result"] += row.results
+        counts["learned_finding_log"] += row.learned
+        counts["expectation_feedback"] += row.feedback
         counts["pipeline_execution"] += deleted
         if deleted:
             log.info(

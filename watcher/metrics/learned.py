@@ -114,9 +114,16 @@ WHERE x.expectations IS NOT NULL AND p.active AND NOT x.opted_out
   AND tx.opted_out IS NOT TRUE
 """)
 )
-# Learned findings per pipeline and kind (the unique index leads with pipeline_id, kind).
+# Learned findings per pipeline and kind (the unique index leads with pipeline_id, kind),
+# plus those log cleanup pruned (so the counter never goes down).
 LEARNED_COUNTS = Statement(
-    text("SELECT pipeline_id, kind, count(*) FROM learned_finding_log GROUP BY pipeline_id, kind")
+    text("""
+SELECT pipeline_id, kind, sum(n)::bigint FROM (
+    SELECT pipeline_id, kind, count(*) AS n FROM learned_finding_log GROUP BY pipeline_id, kind
+    UNION ALL
+    SELECT pipeline_id, label, rows FROM pruned_log_count WHERE kind = 'learned'
+) c GROUP BY pipeline_id, kind
+""")
 )
 
 _parsed: dict[int, tuple[datetime, Expectations]] = {}

@@ -8,6 +8,9 @@ pipeline's learned expectations, for pipelines whose configured rules leave room
 3. `judge` decides with one `now`; `LOG` logs each finding once (unique pipeline, kind,
    metric, subject) and anomalous runs get `anomaly_flags[metric] = true` like configured
    detection sets it (so they stay out of baselines and training).
+
+Declared maintenance windows (`maintenance.windows_of`) silence a pipeline's learned findings
+while they last (`judge`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from watcher.availability.heartbeat import CatchUpPolicy, load_gate
 from watcher.checks.anomalies import baselines
 from watcher.checks.findings import Report, as_dict
 from watcher.checks.learned.judge import LearnedFinding, judge
+from watcher.checks.learned.maintenance import windows_of
 from watcher.checks.rules import rule_columns_sql
 from watcher.db.engine import transaction
 from watcher.expectations import Expectations
@@ -55,16 +59,16 @@ WHERE end_date IS NULL AND pipeline_id = ANY(CAST(:ids AS bigint[]))
 """)
 
 FINISHED = text("""
-SELECT id, pipeline_id, start_date, duration_seconds, total_rows, inserts, updates,
-       soft_deletes
+SELECT id, pipeline_id, start_date, end_date, duration_seconds, total_rows, inserts,
+       updates, soft_deletes
 FROM pipeline_execution
 WHERE start_date >= :started_since AND end_date >= :since AND completed_successfully
   AND pipeline_id = ANY(CAST(:ids AS bigint[]))
 """)
 
 FINISHED_ONE = text("""
-SELECT id, pipeline_id, start_date, duration_seconds, total_rows, inserts, updates,
-       soft_deletes
+SELECT id, pipeline_id, start_date, end_date, duration_seconds, total_rows, inserts,
+       updates, soft_deletes
 FROM pipeline_execution WHERE id = :id AND completed_successfully
 """)
 
@@ -103,6 +107,8 @@ WHERE e.id = f.id
 # A late start rests on no start having been reported since before the slot: the start could
 # have come early (within the learned tolerance), so the evidence reaches back an hour.
 LATE_START_LOOKBEHIND = timedelta(hours=1)
+# Maintenance windows that ended longer ago than the learning window change no finding.
+MAINTENANCE_LOOKBEHIND = timedelta(days=35)
 
 
 def evidence(finding: LearnedFinding, now: datetime) -> tuple[datetime, datetime] | None:
@@ -174,6 +180,7 @@ async def check(
     else:
         window = {"ids": ids, "since": since, "started_since": since - timedelta(days=1)}
         finished = await _by_pipeline(conn, FINISHED, window)
+    windows = await windows_of(conn, ids, now - MAINTENANCE_LOOKBEHIND, now)
     configured: dict[int, set[str]] = defaultdict(set)
     for r in await conn.execute(CONFIGURED_ANOMALY, {"ids": ids}):
         configured[int(r.pipeline_id)].add(str(r.metric_field))
@@ -188,6 +195,7 @@ async def check(
             running=running.get(pid, ()),
             finished=finished.get(pid, ()),
             configured_metrics=frozenset(configured.get(pid, ())),
+            windows=windows.get(pid, ()),
         )
     if kinds is not None:
         found = [f for f in found if f.kind in kinds]

@@ -7,6 +7,10 @@ type's — wins over the learned expectation, and a mute wins over both:
 * overdue run: skipped when a timeliness rule applies or timeliness is muted;
 * stale: skipped when a freshness rule applies or freshness is muted;
 * anomaly of a metric: skipped when the pipeline has an active anomaly rule for that metric.
+
+A declared maintenance window (`windows`, watcher/expectations/maintenance.py) silences all
+four while it lasts; afterwards late starts, overdue runs and staleness count from its end,
+and a run that overlapped it is never anomalous.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from watcher.checks.rules import RULE_COLUMNS, resolve, resolve_schedule, split_row
 from watcher.expectations import METRICS as _METRICS
 from watcher.expectations import Expectations, evaluate_run, late_start, overdue, stale
+from watcher.expectations.maintenance import Window, active, overlaps, resume_from
 
 RULE_SOURCE = "learned"
 
@@ -80,21 +85,26 @@ def judge(
     running: Iterable[Mapping[str, Any]] = (),
     finished: Iterable[Mapping[str, Any]] = (),
     configured_metrics: frozenset[str] = frozenset(),
+    windows: tuple[Window, ...] = (),
 ) -> list[LearnedFinding]:
     """Findings of one pipeline row (with rule columns, `last_start`, `last_change`).
 
     `running`: its executions still running (id, start_date); `finished`: its successful
-    executions that ended recently (id, start_date and the metric columns)."""
+    executions that ended recently (id, start_date, end_date and the metric columns);
+    `windows`: the maintenance windows that apply to it (epoch seconds)."""
     child, parent = split_row({k: v for k, v in row.items() if k in _RULE_KEYS})
     t = now.timestamp()
     out: list[LearnedFinding] = []
+    if active(windows, t):
+        return out
     cadence = exp.cadence
     muted_timeliness = bool(
         child.get("mute_timeliness_check") or parent.get("mute_timeliness_check")
     )
     if cadence is not None and row["last_start"] is not None and not muted_timeliness:
         if resolve_schedule(child, parent) is None:
-            late = late_start(cadence, row["last_start"].timestamp(), t)
+            since = resume_from(windows, row["last_start"].timestamp(), t)
+            late = None if since is None else late_start(cadence, since, t)
             if late is not None:
                 expected = cadence.to_json() | {
                     "due": at(late.due).isoformat(),
@@ -107,18 +117,26 @@ def judge(
         for run in running:
             started: datetime = run["start_date"]
             band = exp.band("duration_seconds", started.timestamp())
-            if band is not None and (o := overdue(band, started.timestamp(), t)) is not None:
+            since = resume_from(windows, started.timestamp(), t)
+            if band is None or since is None:
+                continue
+            if (o := overdue(band, since, t)) is not None:
                 expected = band.to_json() | {"limit_seconds": o.limit_seconds}
                 out.append(_finding(row, "overdue", started, o.text, expected, execution=run["id"]))
     fresh = exp.freshness
     if fresh is not None and row["last_change"] is not None:
         muted = child.get("mute_freshness_check") or parent.get("mute_freshness_check")
         if not muted and resolve("freshness", child, parent) is None:
-            s = stale(fresh, row["last_change"].timestamp(), t)
+            since = resume_from(windows, row["last_change"].timestamp(), t)
+            s = None if since is None else stale(fresh, since, t)
             if s is not None:
                 expected = fresh.to_json() | {"deadline": at(s.deadline).isoformat()}
                 out.append(_finding(row, "stale", row["last_change"], s.text, expected))
     for run in finished:
+        end: datetime | None = run.get("end_date")
+        ended = None if end is None else end.timestamp()
+        if overlaps(windows, run["start_date"].timestamp(), ended):
+            continue
         values = {
             m: float(run[m])
             for m in _METRICS

@@ -12,6 +12,8 @@
    `anomaly_flags` and the learned findings of the window.
 3. `learn` (pure, watcher/expectations) and one upsert per pipeline keep the result with
    `learned_through` = the latest start seen. The user's settings in the same row are kept.
+   Runs overlapping a declared maintenance window (`maintenance.windows_of`) are not learned
+   from.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from watcher.checks.learned.maintenance import windows_of
 from watcher.expectations import FLAG_BITS, METRICS, Expectations, History, LearnSettings, learn
 from watcher.expectations.training import Sensitivity
 
@@ -117,10 +120,13 @@ def history_of(
     )
 
 
-def settings_of(row: Mapping[str, Any]) -> LearnSettings:
+def settings_of(
+    row: Mapping[str, Any], windows: tuple[tuple[float, float], ...] = ()
+) -> LearnSettings:
     retrain: datetime | None = row.get("retrain_from")
     return LearnSettings(
         sensitivity=cast(Sensitivity, row["sensitivity"]),
+        maintenance_windows=windows,
         retrain_from=None if retrain is None else retrain.timestamp(),
     )
 
@@ -157,9 +163,12 @@ async def learn_stale(
     """Relearn up to `batch` pipelines with runs newer than what they were learned from."""
     params = {"relearn_before": now - relearn_after, "batch": batch}
     stale = [dict(r._mapping) for r in await conn.execute(STALE_PIPELINES, params)]
+    since = now - timedelta(days=LearnSettings().window_days)
+    windows = await windows_of(conn, [int(r["id"]) for r in stale], since, now)
     learned = 0
     for row in stale:
-        exp = await learn_pipeline(conn, row["id"], now, settings_of(row), row["latest_start"])
+        settings = settings_of(row, windows.get(int(row["id"]), ()))
+        exp = await learn_pipeline(conn, row["id"], now, settings, row["latest_start"])
         learned += exp.cadence is not None or bool(exp.bands) or exp.freshness is not None
     return {
         "status": "completed",

@@ -67,6 +67,7 @@ from watcher.db.schema.expectations import (
     SENSITIVITIES,
     expectation_feedback,
     learned_finding_log,
+    maintenance_window,
     pipeline_expectation,
     pipeline_type_expectation,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "incident_pending",
     "ingest_heartbeat",
     "learned_finding_log",
+    "maintenance_window",
     "metadata",
     "missed_run_log",
     "pipeline",

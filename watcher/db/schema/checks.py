@@ -84,7 +84,7 @@ missed_run_log = Table(
 # per-pipeline "violations" and "anomalies detected" counters as rows logged + rows pruned,
 # so they never go down when old logs are removed (a drop would read as a counter reset and
 # `increase()` would count every remaining row again: false alerts after each cleanup).
-PRUNED_KINDS = ("timeliness", "freshness", "missed_run", "anomaly")
+PRUNED_KINDS = ("timeliness", "freshness", "missed_run", "anomaly", "learned")
 pruned_log_count = Table(
     "pruned_log_count",
     metadata,
@@ -99,6 +99,7 @@ pruned_log_count = Table(
     Column("rows", BigInteger, nullable=False),
     CheckConstraint("rows >= 0", name="rows_non_negative"),
     CheckConstraint(
-        "kind IN ('timeliness', 'freshness', 'missed_run', 'anomaly')", name="kind_known"
+        "kind IN ('timeliness', 'freshness', 'missed_run', 'anomaly', 'learned')",
+        name="kind_known",
     ),
 )

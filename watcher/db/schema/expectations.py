@@ -1,4 +1,5 @@
-"""Learned expectations: settings and results per pipeline and type, feedback, findings."""
+"""Learned expectations: settings and results per pipeline and type, feedback, findings,
+maintenance windows."""
 
 from __future__ import annotations
 
@@ -113,4 +114,22 @@ learned_finding_log = Table(
     UniqueConstraint("pipeline_id", "kind", "metric", "subject"),
     Index("ix_learned_finding_log_created_at", "created_at"),
     Index("ix_learned_finding_log_pipeline_execution_id", "pipeline_execution_id"),
+)
+
+# A declared maintenance window: for one pipeline, one pipeline type, or (neither set) every
+# pipeline. Runs overlapping it are left out of learning; the learned check finds nothing for
+# the pipelines it covers while it lasts (watcher/expectations/maintenance.py).
+maintenance_window = Table(
+    "maintenance_window",
+    metadata,
+    id_column(),
+    Column("pipeline_id", BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE")),
+    Column("pipeline_type_id", BigInteger, ForeignKey("pipeline_type.id", ondelete="CASCADE")),
+    Column("start_date", DateTime(timezone=True), nullable=False),
+    Column("end_date", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    created_at(),
+    CheckConstraint("end_date > start_date", name="ends_after_start"),
+    CheckConstraint("pipeline_id IS NULL OR pipeline_type_id IS NULL", name="one_scope"),
+    Index("ix_maintenance_window_end_date", "end_date"),
 )

@@ -1,9 +1,11 @@
 # Generated from _async/_checks.py by scripts/unasync.py: edit that file, then run the script.
-"""Anomaly rules, the checks, learned expectations, incidents and log cleanup."""
+"""Anomaly rules, the checks, learned expectations, maintenance windows, incidents and log
+cleanup."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Unpack, cast
 
 from watcher_client import _http
@@ -126,7 +128,44 @@ class CheckRoutes(Core):
         body = {"lookback_minutes": lookback_minutes}
         return cast(JSON, self.request("POST", "/expectations/check", body=body))
 
-    # -- incidents and maintenance ---------------------------------------------------------
+    # -- maintenance windows ---------------------------------------------------------------
+
+    def create_maintenance_window(
+        self,
+        start_date: datetime,
+        end_date: datetime,
+        reason: str,
+        *,
+        pipeline_id: int | None = None,
+        pipeline_type_id: int | None = None,
+    ) -> JSON:
+        """Declare a maintenance window for a pipeline, a pipeline type or (neither) every
+        pipeline: its runs are not learned from and nothing learned alerts during it."""
+        body = _http.compact(
+            start_date=start_date.isoformat(),
+            end_date=end_date.isoformat(),
+            reason=reason,
+            pipeline_id=pipeline_id,
+            pipeline_type_id=pipeline_type_id,
+        )
+        return cast(JSON, self.request("POST", "/maintenance_window", body=body))
+
+    def list_maintenance_windows(
+        self, pipeline_id: int | None = None, limit: int = 100, offset: int = 0
+    ) -> JSON:
+        """Maintenance windows, latest first; with pipeline_id, those that apply to it."""
+        params = _http.compact(pipeline_id=pipeline_id, limit=limit, offset=offset)
+        return cast(JSON, self.request("GET", "/maintenance_window", params=params))
+
+    def get_maintenance_window(self, window_id: int) -> JSON:
+        """One maintenance window."""
+        return cast(JSON, self.request("GET", f"/maintenance_window/{window_id}"))
+
+    def delete_maintenance_window(self, window_id: int) -> None:
+        """Delete a maintenance window (its pipelines relearn with its runs again)."""
+        self.request("DELETE", f"/maintenance_window/{window_id}")
+
+    # -- incidents and log cleanup ---------------------------------------------------------
 
     def list_incidents(self, recent_hours: int = 24, limit: int = 100) -> JSON:
         """Open incidents and those resolved in the last recent_hours, newest first."""
